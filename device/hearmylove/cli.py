@@ -1,2 +1,133 @@
-def main():
-    pass
+"""`hearmylove` command line: `say` speaks a story into a file (the daemon comes later)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .errors import HearMyLoveError
+from .text.frontend import LANGUAGES
+
+log = logging.getLogger("hearmylove")
+
+_OUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "OPUS"), ".opus": ("OGG", "OPUS")}
+
+
+def _read_text(args: argparse.Namespace) -> str:
+    if args.file:
+        raw = Path(args.file).read_bytes()
+    elif args.text == "-":
+        raw = sys.stdin.buffer.read()
+    else:
+        return str(args.text)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HearMyLoveError(f"the story is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+
+
+def _progress(message: str) -> None:
+    print(f"hearmylove: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    from .engine.config import EngineConfig
+    from .engine.engine import SAMPLE_RATE, Engine
+
+    out = Path(args.out)
+    if out.suffix.lower() not in _OUT_FORMATS:
+        raise HearMyLoveError(f"output {str(out)!r} must end in one of {', '.join(_OUT_FORMATS)}")
+    text = _read_text(args)
+    overrides = {"threads": args.threads, "english": args.english}
+    if args.model_dir:
+        overrides["model_dir"] = Path(args.model_dir)
+    config = EngineConfig(**{k: v for k, v in overrides.items() if v is not None})
+    started = time.perf_counter()
+    engine = Engine.load(config, progress=_progress)
+    chunks = engine.stream(text, voice=args.voice, lang=args.lang, speed=args.speed)
+    container, subtype = _OUT_FORMATS[out.suffix.lower()]
+    samples = 0
+    first: float | None = None
+    partial = out.with_name(out.name + ".partial")
+    with sf.SoundFile(partial, "w", SAMPLE_RATE, 1, subtype=subtype, format=container) as f:
+        for chunk in chunks:
+            if first is None:
+                first = time.perf_counter() - started
+            f.write(np.clip(chunk, -1.0, 1.0))
+            samples += len(chunk)
+            if not args.quiet and sys.stderr.isatty():
+                print(f"\rhearmylove: {samples / SAMPLE_RATE:7.1f} s of speech", end="", file=sys.stderr)
+    partial.replace(out)
+    elapsed = time.perf_counter() - started
+    seconds = samples / SAMPLE_RATE
+    if not args.quiet:
+        print(
+            f"\rhearmylove: wrote {out} ({seconds:.1f} s of speech in {elapsed:.1f} s, "
+            f"first audio after {first or 0:.2f} s)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_voices(args: argparse.Namespace) -> int:
+    from .engine.config import EngineConfig
+    from .engine.engine import ensure_models
+    from .engine.voices import DEFAULT_VOICE, VoiceBank
+    from .basemodel import VOICES_FILE
+
+    config = EngineConfig()
+    ensure_models(config, _progress)
+    for voice in VoiceBank(config.model_dir / VOICES_FILE).ids:
+        print(voice + ("  (default)" if voice == DEFAULT_VOICE else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hearmylove", description="Stories in a parent's voice.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    say = sub.add_parser("say", help="speak a story into an audio file")
+    say.add_argument("text", nargs="?", default=None, help="the story text, or - to read standard input")
+    say.add_argument("--file", help="read the story from this UTF-8 file")
+    say.add_argument("--voice", default=None, help="stock voice id or a .npy style file (default: jf_tebukuro)")
+    say.add_argument("--lang", default="auto", choices=LANGUAGES, help="story language (default: auto-detect)")
+    say.add_argument("--speed", type=float, default=1.0, help="speaking rate, 0.5 to 2.0")
+    say.add_argument("--out", required=True, help="output file: .wav, .flac, .ogg or .opus")
+    say.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default 2)")
+    say.add_argument("--english", choices=("espeak", "misaki"), default=None, help="English G2P back end")
+    say.add_argument("--model-dir", default=None, help="exported base models (default: the data folder)")
+    say.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    say.set_defaults(func=cmd_say)
+
+    voices = sub.add_parser("voices", help="list the voices this speaker has")
+    voices.set_defaults(func=cmd_voices)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "say" and args.text is None and not args.file:
+        parser.error("say needs TEXT, - (standard input) or --file")
+    try:
+        return int(args.func(args))
+    except HearMyLoveError as exc:
+        print(f"hearmylove: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"hearmylove: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

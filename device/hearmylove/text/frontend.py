@@ -82,7 +82,12 @@ class Frontend:
                 f"story text is {len(text):,} characters; the limit is {self.max_chars:,} "
                 "(split it into several stories)"
             )
-        cleaned = normalize.clean(text)
+        if normalize.junk_share(text) > 0.1:
+            raise TextError(
+                f"story text looks like binary data, not writing ({normalize.junk_share(text):.0%} control or "
+                "undecodable characters); send UTF-8 text"
+            )
+        cleaned = normalize.speakable_script(normalize.clean(text))
         if not cleaned:
             raise TextError("story text is empty (or holds only characters that cannot be spoken)")
         language: Language = detect_language(cleaned) if lang == "auto" else lang  # type: ignore[assignment]

@@ -98,6 +98,32 @@ def _time(match: re.Match[str]) -> str:
     return spoken
 
 
+_CJK_PUNCT = "，。！？、；：“”‘’（）《》…—"
+
+
+def junk_share(text: str) -> float:
+    """Share of characters that no text editor would produce: control codes, replacement
+    characters, private-use and unassigned code points. High for binary data."""
+    visible = [ch for ch in text if not ch.isspace()]
+    if not visible:
+        return 0.0
+    bad = sum(1 for ch in visible if ch == "\ufffd" or unicodedata.category(ch) in ("Cc", "Co", "Cn", "Cs"))
+    return bad / len(visible)
+
+
+def speakable_script(text: str) -> str:
+    """Keep what the engine can read: ASCII (accents folded: café -> cafe), Han, CJK
+    punctuation. Other scripts (Cyrillic, kana, ...) become spaces instead of babble."""
+    folded = unicodedata.normalize("NFKD", text)
+    out = []
+    for ch in folded:
+        if ord(ch) < 128 or HAN_RE.match(ch) or ch in _CJK_PUNCT:
+            out.append(ch)
+        elif unicodedata.category(ch) != "Mn":
+            out.append(" ")
+    return unicodedata.normalize("NFC", re.sub(r"[ \t]+", " ", "".join(out))).strip()
+
+
 def clean(text: str) -> str:
     """Drop what cannot be spoken in any language: controls, emoji, private-use and
     unassigned code points, stray symbols. Keeps letters, digits, punctuation, spaces."""

@@ -1,0 +1,33 @@
+"""Shared fixtures: the base models are exported once per machine, the engine loaded once per run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hearmylove.engine.config import EngineConfig
+from hearmylove.engine.engine import Engine, ensure_models
+from hearmylove.paths import default_model_dir
+
+EVALSET = Path(__file__).resolve().parents[2] / "shared" / "evalset"
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The real export, in the data folder (HEARMYLOVE_DATA), made from the installed packages."""
+    config = EngineConfig(model_dir=default_model_dir())
+    ensure_models(config)
+    return config.model_dir
+
+
+@pytest.fixture(scope="session")
+def engine(model_dir: Path) -> Engine:
+    return Engine.load(EngineConfig(model_dir=model_dir, threads=2))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_threads() -> None:
+    # Whisper (CTranslate2) and onnxruntime share 2 cores in tests.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
