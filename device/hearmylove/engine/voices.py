@@ -26,11 +26,12 @@ class Voice:
     """Shape (rows, 256): row i is the style for an utterance of i + 1 phonemes."""
 
     def __post_init__(self) -> None:
-        styles = np.asarray(self.styles, dtype=np.float32).reshape(-1, STYLE_DIM) if np.size(self.styles) else None
-        if styles is None or styles.shape[0] == 0 or not np.isfinite(styles).all():
-            raise VoiceError(
-                f"voice {self.id!r} needs finite style rows of {STYLE_DIM} floats, got shape {np.shape(self.styles)}"
-            )
+        styles = np.asarray(self.styles, dtype=np.float32)
+        if styles.size == 0 or styles.size % STYLE_DIM or styles.shape[-1] != STYLE_DIM:
+            raise VoiceError(f"voice {self.id!r} needs rows of {STYLE_DIM} floats, got shape {styles.shape}")
+        styles = styles.reshape(-1, STYLE_DIM)
+        if not np.isfinite(styles).all():
+            raise VoiceError(f"voice {self.id!r} has values that are not finite (NaN or infinity)")
         object.__setattr__(self, "styles", styles)
 
     def style_for(self, n_phonemes: int) -> np.ndarray:
