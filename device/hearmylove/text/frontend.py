@@ -94,8 +94,10 @@ class Frontend:
         return cleaned, language
 
     def utterances(self, text: str, lang: str = "auto") -> Iterator[Utterance]:
-        """Yield utterances lazily so a long story is never phonemized all at once."""
-        cleaned, language = self.prepare(text, lang)
+        return self.phonemize(*self.prepare(text, lang))
+
+    def phonemize(self, cleaned: str, language: Language) -> Iterator[Utterance]:
+        """Yield utterances of prepared text lazily: a long story is never phonemized at once."""
         g2p = self.g2p(language)
         spell = normalize.mandarin if language == "zh" else normalize.english
         spoken = 0
