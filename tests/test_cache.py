@@ -62,8 +62,18 @@ def test_keys_follow_text_voice_language_and_speed(engine: Engine) -> None:
     a, b = engine.voice("jf_tebukuro"), engine.voice("jf_alpha")
     base = render_key("Hello.", a, "en")
     assert base == render_key("Hello.", a, "en")
-    assert len({base, render_key("Hello!", a, "en"), render_key("Hello.", b, "en"),
-                render_key("Hello.", a, "zh"), render_key("Hello.", a, "en", 1.2)}) == 5
+    assert (
+        len(
+            {
+                base,
+                render_key("Hello!", a, "en"),
+                render_key("Hello.", b, "en"),
+                render_key("Hello.", a, "zh"),
+                render_key("Hello.", a, "en", 1.2),
+            }
+        )
+        == 5
+    )
 
 
 def test_reading_a_missing_render_names_the_key(tmp_path: Path) -> None:
@@ -85,9 +95,7 @@ cache.render("story", chunks())
 
 
 def test_power_cut_in_the_middle_of_a_write_is_never_played(tmp_path: Path) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", _RENDER_FOREVER, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
+    child = subprocess.Popen([sys.executable, "-c", _RENDER_FOREVER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
         for _ in range(5):

@@ -14,7 +14,11 @@ ENGLISH = [
     "The little rabbit hopped across the garden to find a carrot for his mother.",
     "On May 3rd, Grandpa paid $12.50 for 2 kites.",
 ]
-MANDARIN = ["从前，有一只小狐狸，它住在森林里。", "每天早上，它都会跑到小河边和朋友打招呼。", "晚上，星星一颗一颗地出来了。"]
+MANDARIN = [
+    "从前，有一只小狐狸，它住在森林里。",
+    "每天早上，它都会跑到小河边和朋友打招呼。",
+    "晚上，星星一颗一颗地出来了。",
+]
 
 
 def test_english_story_is_understood_by_whisper(engine: Engine) -> None:

