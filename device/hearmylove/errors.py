@@ -30,3 +30,15 @@ class VoiceError(HearMyLoveError, ValueError):
 
 class CacheError(HearMyLoveError, OSError):
     """A render-cache file that cannot be written or read back."""
+
+
+class ConfigError(HearMyLoveError, ValueError):
+    """The config file is missing, not TOML, or has a key with a bad value."""
+
+
+class BrokerError(HearMyLoveError, ConnectionError):
+    """The MQTT broker cannot be reached or started."""
+
+
+class AudioError(HearMyLoveError, OSError):
+    """The sound output cannot be opened or fed: PortAudio missing, no such device, player closed."""

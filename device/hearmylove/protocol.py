@@ -1,0 +1,306 @@
+"""MQTT protocol v1: every command, reply, event and the retained state, as types.
+
+Topics live under `hml/v1/<device_id>/`. Payloads are JSON validated here, at the edge;
+the controller only ever sees these models. `parse_command` turns any bytes into a
+command or a `ProtocolError` whose message names the problem (the reply the parent sees).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import HearMyLoveError
+
+PROTOCOL_VERSION = 1
+TOPIC_ROOT = f"hml/v{PROTOCOL_VERSION}"
+
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+Lang = Literal["en", "zh", "auto"]
+ErrorCode = Literal[
+    "bad_json", "unknown_command", "invalid", "too_large", "not_found", "quiet_hours", "not_playing", "internal"
+]
+StateName = Literal["idle", "rendering", "playing", "paused", "sleeping", "error"]
+
+
+def device_topic(device_id: str, *parts: str) -> str:
+    return "/".join((TOPIC_ROOT, device_id, *parts))
+
+
+class ProtocolError(HearMyLoveError, ValueError):
+    """A command the device refuses; becomes an `error` reply naming the problem."""
+
+    def __init__(self, code: ErrorCode, message: str, command_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.command_id = command_id
+
+
+# -- commands (parent -> device) -------------------------------------------------------
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    NAME: ClassVar[str]
+
+    id: Id
+    """Chosen by the sender; a repeated id is answered again but never executed twice."""
+
+
+class StoryPut(Command):
+    NAME: ClassVar[str] = "story.put"
+    story_id: Id
+    title: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1)
+    """The story; its length limit is the device's `limits.max_story_chars`."""
+    lang: Lang = "auto"
+    voice: str | None = None
+    """A voice id the device has; None uses the family's voice (or the stock default)."""
+
+
+class StoryDelete(Command):
+    NAME: ClassVar[str] = "story.delete"
+    story_id: Id
+
+
+class StoryList(Command):
+    NAME: ClassVar[str] = "story.list"
+
+
+class StoryTell(Command):
+    """Tell a stored story, or an inline one, now or at a time."""
+
+    NAME: ClassVar[str] = "story.tell"
+    story_id: Id | None = None
+    text: str | None = Field(None, min_length=1)
+    title: str = Field("A story", min_length=1, max_length=200)
+    lang: Lang = "auto"
+    at: datetime | None = None
+    """When to tell it (ISO 8601 with a time zone); absent means now."""
+    from_start: bool = False
+    """Start over instead of resuming where the child stopped."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StoryTell:
+        if (self.story_id is None) == (self.text is None):
+            raise ValueError("give exactly one of story_id (a stored story) or text (an inline story)")
+        if self.at is not None and self.at.tzinfo is None:
+            raise ValueError("at must carry a time zone, e.g. 2026-11-21T19:30:00+08:00")
+        return self
+
+
+class PlaybackPause(Command):
+    NAME: ClassVar[str] = "playback.pause"
+
+
+class PlaybackResume(Command):
+    NAME: ClassVar[str] = "playback.resume"
+
+
+class PlaybackStop(Command):
+    NAME: ClassVar[str] = "playback.stop"
+
+
+class PlaybackNext(Command):
+    NAME: ClassVar[str] = "playback.next"
+
+
+class VolumeSet(Command):
+    NAME: ClassVar[str] = "volume.set"
+    volume: float = Field(ge=0.0, le=1.0)
+
+
+class QuietHours(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    start: time
+    end: time
+
+    def contains(self, moment: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= moment < self.end
+        return moment >= self.start or moment < self.end  # spans midnight
+
+
+class Settings(BaseModel):
+    """What a parent may change remotely; None in a `settings.put` leaves a value as it is."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_volume: float | None = Field(None, ge=0.0, le=1.0)
+    quiet_hours: QuietHours | None = None
+    sleep_timer_minutes: int | None = Field(None, ge=0, le=240)
+    """Stop playing this many minutes after the child started (0: never)."""
+    led_brightness: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class SettingsPut(Command):
+    NAME: ClassVar[str] = "settings.put"
+    settings: Settings
+    clear_quiet_hours: bool = False
+
+
+class Ping(Command):
+    NAME: ClassVar[str] = "ping"
+
+
+COMMANDS: dict[str, type[Command]] = {
+    c.NAME: c
+    for c in (
+        StoryPut, StoryDelete, StoryList, StoryTell, PlaybackPause, PlaybackResume, PlaybackStop,
+        PlaybackNext, VolumeSet, SettingsPut, Ping,
+    )
+}
+
+
+def _command_id(data: object) -> str | None:
+    if isinstance(data, dict):
+        value = data.get("id")
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            return value
+    return None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        problems.append(f"{where}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def parse_command(name: str, payload: bytes, max_bytes: int) -> Command:
+    """Bytes from `cmd/<name>` -> a command, or a ProtocolError naming what is wrong."""
+    if len(payload) > max_bytes:
+        raise ProtocolError("too_large", f"payload is {len(payload):,} bytes; the limit is {max_bytes:,}")
+    try:
+        data = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError("bad_json", f"payload is not JSON: {exc}") from None
+    command_id = _command_id(data)
+    kind = COMMANDS.get(name)
+    if kind is None:
+        raise ProtocolError("unknown_command", f"unknown command {name!r}; known: {', '.join(COMMANDS)}", command_id)
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid", f"payload must be a JSON object, got {type(data).__name__}", command_id)
+    try:
+        return kind.model_validate(data)
+    except ValidationError as exc:
+        raise ProtocolError("invalid", f"{name}: {_describe(exc)}", command_id) from None
+
+
+# -- replies, events, state (device -> parent) ----------------------------------------
+
+
+class ErrorInfo(BaseModel):
+    code: ErrorCode
+    message: str
+
+
+class Reply(BaseModel):
+    id: str | None
+    ok: bool
+    result: dict[str, Any] = Field(default_factory=dict)
+    error: ErrorInfo | None = None
+
+    @classmethod
+    def failure(cls, code: ErrorCode, message: str, command_id: str | None = None) -> Reply:
+        return cls(id=command_id, ok=False, error=ErrorInfo(code=code, message=message))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    NAME: ClassVar[str]
+    at: datetime = Field(default_factory=_now)
+
+
+class StoryReady(Event):
+    """A story arrived and is rendered: pressing the button plays it at once."""
+
+    NAME: ClassVar[str] = "story.ready"
+    story_id: str
+    title: str
+    duration: float
+
+
+class StoryStarted(Event):
+    NAME: ClassVar[str] = "story.started"
+    story_id: str
+    title: str
+    position: float
+
+
+class StoryProgress(Event):
+    NAME: ClassVar[str] = "story.progress"
+    story_id: str
+    position: float
+
+
+class StoryFinished(Event):
+    """The child listened to the end."""
+
+    NAME: ClassVar[str] = "story.finished"
+    story_id: str
+    title: str
+
+
+class StoryStopped(Event):
+    NAME: ClassVar[str] = "story.stopped"
+    story_id: str
+    position: float
+    reason: Literal["stopped", "next", "replaced", "sleep_timer", "error"]
+
+
+class ButtonHeart(Event):
+    """The child pressed the heart: someone is thinking of the parent."""
+
+    NAME: ClassVar[str] = "button.heart"
+
+
+class ErrorEvent(Event):
+    NAME: ClassVar[str] = "error"
+    code: ErrorCode
+    message: str
+
+
+class StoryInfo(BaseModel):
+    story_id: str
+    title: str
+    lang: str
+    position: float
+    duration: float | None
+    ready: bool
+    times_finished: int
+
+
+class DeviceState(BaseModel):
+    """Retained on `state`: what a parent's app shows when it opens."""
+
+    state: StateName
+    story_id: str | None = None
+    title: str | None = None
+    position: float = 0.0
+    volume: float
+    max_volume: float
+    voice: str | None = None
+    quiet_hours: QuietHours | None = None
+    versions: dict[str, str]
+    updated_at: datetime = Field(default_factory=_now)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of every command payload and event, for the web app."""
+    return {
+        "protocol_version": PROTOCOL_VERSION,
+        "commands": {name: kind.model_json_schema() for name, kind in COMMANDS.items()},
+        "events": {
+            e.NAME: e.model_json_schema()
+            for e in (StoryReady, StoryStarted, StoryProgress, StoryFinished, StoryStopped, ButtonHeart, ErrorEvent)
+        },
+        "reply": Reply.model_json_schema(),
+        "state": DeviceState.model_json_schema(),
+    }

@@ -1,0 +1,182 @@
+"""The child's controls, driven through gpiozero's MockFactory: press pins, read the LED pin."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import statistics
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+from pydantic import ValidationError
+
+from hearmylove.controls import Action, Controls, ControlsConfig, LedPattern
+
+HOLD = 0.3
+DOUBLE = 0.2
+CONFIG = ControlsConfig(hold_seconds=HOLD, double_press_seconds=DOUBLE, led_brightness=0.5)
+QUIET = 0.5
+"""How long to wait to be sure no further action comes (longer than the double-press window)."""
+
+
+@pytest.fixture
+def factory() -> Iterator[MockFactory]:
+    factory = MockFactory(pin_class=MockPWMPin)
+    yield factory
+    factory.reset()
+
+
+@pytest.fixture
+def actions() -> queue.Queue[Action]:
+    return queue.Queue()
+
+
+@pytest.fixture
+def controls(factory: MockFactory, actions: queue.Queue[Action]) -> Iterator[Controls]:
+    with Controls(CONFIG, actions.put, pin_factory=factory) as controls:
+        yield controls
+
+
+def tap(pin: MockPWMPin, gap: float = 0.03) -> None:
+    """Press and release, as a child does (pull-up wiring: pressed reads low)."""
+    pin.drive_low()
+    time.sleep(gap)
+    pin.drive_high()
+
+
+def assert_quiet(actions: queue.Queue[Action], seconds: float = QUIET) -> None:
+    with pytest.raises(queue.Empty):
+        extra = actions.get(timeout=seconds)
+        pytest.fail(f"unexpected extra action {extra}")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_single_press_is_play_pause_after_the_double_press_window(
+    controls: Controls, factory: MockFactory, actions: queue.Queue[Action]
+) -> None:
+    tap(factory.pin(CONFIG.big_button_pin))
+    released = time.monotonic()
+    assert actions.get(timeout=2) == Action.PLAY_PAUSE
+    assert time.monotonic() - released >= DOUBLE * 0.9
+    assert_quiet(actions)
+
+
+def test_double_press_is_one_repeat(controls: Controls, factory: MockFactory, actions: queue.Queue[Action]) -> None:
+    big = factory.pin(CONFIG.big_button_pin)
+    tap(big)
+    time.sleep(0.05)
+    tap(big)
+    assert actions.get(timeout=2) == Action.REPEAT
+    assert_quiet(actions)
+
+
+def test_second_press_held_long_is_still_only_repeat(
+    controls: Controls, factory: MockFactory, actions: queue.Queue[Action]
+) -> None:
+    big = factory.pin(CONFIG.big_button_pin)
+    tap(big)
+    tap(big, gap=HOLD * 2)
+    assert actions.get(timeout=2) == Action.REPEAT
+    assert_quiet(actions)
+
+
+def test_hold_is_next_while_still_held_and_release_adds_nothing(
+    controls: Controls, factory: MockFactory, actions: queue.Queue[Action]
+) -> None:
+    big = factory.pin(CONFIG.big_button_pin)
+    big.drive_low()
+    assert actions.get(timeout=2) == Action.NEXT
+    assert big.state is False  # still held when NEXT arrived
+    big.drive_high()
+    assert_quiet(actions)
+
+
+def test_heart_is_immediate(controls: Controls, factory: MockFactory, actions: queue.Queue[Action]) -> None:
+    tap(factory.pin(CONFIG.heart_button_pin))
+    assert actions.get_nowait() == Action.HEART
+    assert_quiet(actions, 0.1)
+
+
+def test_failing_handler_is_logged_and_buttons_keep_working(
+    factory: MockFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    got: queue.Queue[Action] = queue.Queue()
+
+    def handler(action: Action) -> None:
+        got.put(action)
+        if got.qsize() == 1:
+            raise RuntimeError("handler broke")
+
+    with caplog.at_level(logging.ERROR, logger="hearmylove.controls"), Controls(CONFIG, handler, factory):
+        heart = factory.pin(CONFIG.heart_button_pin)
+        tap(heart)
+        tap(heart)
+        tap(factory.pin(CONFIG.big_button_pin))
+        assert [got.get(timeout=2) for _ in range(3)] == [Action.HEART, Action.HEART, Action.PLAY_PAUSE]
+    assert "HEART" in caplog.text and "handler broke" in caplog.text
+
+
+def test_close_drops_a_pending_play_pause(factory: MockFactory, actions: queue.Queue[Action]) -> None:
+    controls = Controls(CONFIG, actions.put, pin_factory=factory)
+    tap(factory.pin(CONFIG.big_button_pin))
+    controls.close()
+    controls.close()
+    assert_quiet(actions, DOUBLE * 2)
+
+
+def test_playing_is_solid_at_brightness_and_off_is_dark(controls: Controls, factory: MockFactory) -> None:
+    led = factory.pin(CONFIG.led_pin)
+    controls.led(LedPattern.PLAYING)
+    assert controls.pattern == LedPattern.PLAYING
+    assert led.state == pytest.approx(0.5)
+    controls.led(LedPattern.OFF)
+    assert led.state == 0
+
+
+def blink_intervals(controls: Controls, led: MockPWMPin, pattern: LedPattern, toggles: int) -> list[float]:
+    led.clear_states()
+    controls.led(pattern)
+    wait_for(lambda: len(led.states) >= toggles + 2)
+    controls.led(LedPattern.OFF)
+    states = led.states[: toggles + 2]
+    assert {s.state for s in states[1:]} == {0.5, 0.0}  # full brightness scaled to 0.5, and dark
+    return [s.timestamp for s in states[2:]]  # time each state lasted before the next toggle
+
+
+def test_blinks_toggle_at_their_rates(controls: Controls, factory: MockFactory) -> None:
+    led = factory.pin(CONFIG.led_pin)
+    error = statistics.median(blink_intervals(controls, led, LedPattern.ERROR, toggles=6))
+    new_story = statistics.median(blink_intervals(controls, led, LedPattern.NEW_STORY, toggles=3))
+    assert 0.07 < error < 0.2  # 5 Hz: 0.1 s on, 0.1 s off
+    assert 0.4 < new_story < 0.7  # 1 Hz: 0.5 s on, 0.5 s off
+
+
+def test_ready_breathes_through_intermediate_values(controls: Controls, factory: MockFactory) -> None:
+    led = factory.pin(CONFIG.led_pin)
+    led.clear_states()
+    controls.led(LedPattern.READY)
+    wait_for(lambda: sum(0 < s.state < 0.5 for s in led.states) >= 5)
+    assert max(s.state for s in led.states) <= 0.5
+
+
+def test_duplicate_pins_are_named() -> None:
+    with pytest.raises(ValidationError, match=r"big_button_pin and led_pin are both GPIO 17"):
+        ControlsConfig(led_pin=17)
+
+
+def test_pin_outside_bcm_range_is_named() -> None:
+    with pytest.raises(ValidationError, match=r"(?s)heart_button_pin.*less than or equal to 27"):
+        ControlsConfig(heart_button_pin=99)
+
+
+def test_unknown_key_is_refused() -> None:
+    with pytest.raises(ValidationError, match="led_colour"):
+        ControlsConfig.model_validate({"led_colour": "red"})
