@@ -1,0 +1,537 @@
+"""The speaker's one state machine: commands, buttons, timers and the player all go
+through here, on one thread, in the order they happened.
+
+It knows nothing of MQTT, GPIO or sound cards: it talks to ports (the Protocols
+below). Adapters running on other threads never call it directly; they post inputs
+to the daemon's queue, and the daemon hands them to `Controller.dispatch`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import protocol as p
+from .errors import HearMyLoveError
+from .library import Library, Story
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    RENDERING = "rendering"  # asked to tell; waiting for the first audio
+    PLAYING = "playing"
+    PAUSED = "paused"
+    SLEEPING = "sleeping"  # the sleep timer ended playback; a press wakes it
+    ERROR = "error"
+
+
+class Button(enum.Enum):
+    PLAY_PAUSE = "play_pause"
+    NEXT = "next"
+    REPEAT = "repeat"
+    HEART = "heart"
+
+
+class Light(enum.Enum):
+    OFF = "off"
+    READY = "ready"
+    PLAYING = "playing"
+    NEW_STORY = "new_story"
+    ERROR = "error"
+
+
+class PlayerPort(Protocol):
+    def play(
+        self,
+        chunks: Iterable[np.ndarray],
+        on_finished: Callable[[bool], None] | None = None,
+        on_progress: Callable[[float], None] | None = None,
+        start_at: float = 0.0,
+    ) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def stop(self) -> None: ...
+    def set_volume(self, volume: float) -> float: ...
+    def chime(self) -> None: ...
+    @property
+    def position(self) -> float: ...
+
+
+class RendererPort(Protocol):
+    def prerender(self, story: Story) -> None: ...
+    def cancel(self, story_id: str) -> None: ...
+    def source(self, story: Story) -> Iterator[np.ndarray]: ...
+    def duration(self, story: Story) -> float | None: ...
+    def is_ready(self, story: Story) -> bool: ...
+    def check(self, text: str, lang: str) -> None:
+        """Raise a HearMyLoveError naming the problem if the text cannot be told."""
+        ...
+
+
+class Publisher(Protocol):
+    def event(self, event: p.Event) -> None: ...
+    def state(self, state: p.DeviceState) -> None: ...
+
+
+# -- inputs posted from other threads -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class AudioStarted:
+    token: int
+
+
+@dataclass(frozen=True)
+class PlaybackEnded:
+    token: int
+    completed: bool
+
+
+@dataclass(frozen=True)
+class Progress:
+    token: int
+    position: float
+
+
+@dataclass(frozen=True)
+class SourceFailed:
+    token: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    story_id: str
+    duration: float
+
+
+@dataclass(frozen=True)
+class RenderFailed:
+    story_id: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Pressed:
+    button: Button
+
+
+@dataclass
+class Limits:
+    max_story_chars: int = 50_000
+    hard_max_volume: float = 1.0
+    """The installer's ceiling: no parent setting goes above it."""
+    progress_interval: float = 10.0
+    default_quiet_hours: p.QuietHours | None = None
+    default_sleep_timer_minutes: int = 0
+
+
+@dataclass
+class _Playing:
+    story: Story
+    token: int
+    position: float = 0.0
+    failed: str | None = None
+    last_progress_event: float = field(default=-1e9)
+
+
+class Controller:
+    def __init__(
+        self,
+        library: Library,
+        renderer: RendererPort,
+        player: PlayerPort,
+        publisher: Publisher,
+        light: Callable[[Light], None],
+        post: Callable[[object], None],
+        limits: Limits | None = None,
+        versions: dict[str, str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+    ) -> None:
+        self.library = library
+        self.renderer = renderer
+        self.player = player
+        self.publisher = publisher
+        self._light = light
+        self._post = post
+        self.limits = limits or Limits()
+        self.versions = versions or {}
+        self.clock = clock
+        self.state = State.IDLE
+        self.current: _Playing | None = None
+        self._token = 0
+        self._sleep_deadline: datetime | None = None
+        self._scheduled: list[tuple[datetime, p.StoryTell]] = []
+        stored = library.settings()
+        self.volume = float(stored.get("volume", 0.5))
+        self.player.set_volume(min(self.volume, self.max_volume))
+
+    # -- settings ------------------------------------------------------------------
+
+    @property
+    def max_volume(self) -> float:
+        chosen = self.library.settings().get("max_volume", self.limits.hard_max_volume)
+        return min(float(chosen), self.limits.hard_max_volume)
+
+    @property
+    def quiet_hours(self) -> p.QuietHours | None:
+        stored = self.library.settings()
+        if "quiet_hours" in stored:
+            return p.QuietHours.model_validate(stored["quiet_hours"]) if stored["quiet_hours"] else None
+        return self.limits.default_quiet_hours
+
+    @property
+    def sleep_timer_minutes(self) -> int:
+        return int(self.library.settings().get("sleep_timer_minutes", self.limits.default_sleep_timer_minutes))
+
+    def in_quiet_hours(self) -> bool:
+        quiet = self.quiet_hours
+        return quiet is not None and quiet.contains(self.clock().timetz().replace(tzinfo=None))
+
+    # -- the single entry point ----------------------------------------------------
+
+    def dispatch(self, item: object) -> None:
+        """Apply one input; never raises (a bad input is logged, the speaker goes on)."""
+        try:
+            self._dispatch(item)
+        except Exception:  # noqa: BLE001 - the top of the loop: log, recover, go on
+            log.exception("controller failed on %r", item)
+            self._enter(State.ERROR)
+
+    def _dispatch(self, item: object) -> None:
+        playing = self.current
+        match item:
+            case Pressed(button):
+                self.press(button)
+            case AudioStarted(token) if playing and token == playing.token:
+                self._audio_started(playing)
+            case Progress(token, position) if playing and token == playing.token:
+                self._progress(playing, position)
+            case SourceFailed(token, message) if playing and token == playing.token:
+                playing.failed = message
+            case PlaybackEnded(token, completed) if playing and token == playing.token:
+                self._ended(playing, completed)
+            case Rendered(story_id, duration):
+                self._rendered(story_id, duration)
+            case RenderFailed(story_id, message):
+                self.publisher.event(p.ErrorEvent(code="invalid", message=f"story {story_id!r}: {message}"))
+            case AudioStarted() | Progress() | SourceFailed() | PlaybackEnded():
+                pass  # from a story that was replaced: stale
+            case _:
+                log.warning("unknown input %r", item)
+
+    # -- commands ------------------------------------------------------------------
+
+    def handle(self, command: p.Command) -> p.Reply:
+        """Execute a command once; a repeated id gets the first reply again."""
+        previous = self.library.seen(command.id)
+        if previous:
+            reply = p.Reply.model_validate_json(previous)
+            return reply.model_copy(update={"result": {**reply.result, "duplicate": True}})
+        try:
+            result = self._execute(command)
+            reply = p.Reply(id=command.id, ok=True, result=result)
+        except p.ProtocolError as exc:
+            reply = p.Reply.failure(exc.code, str(exc), command.id)
+        except HearMyLoveError as exc:
+            reply = p.Reply.failure("invalid", str(exc), command.id)
+        self.library.remember(command.id, command.NAME, reply.model_dump_json())
+        return reply
+
+    def _execute(self, command: p.Command) -> dict[str, Any]:
+        match command:
+            case p.StoryPut():
+                return self._story_put(command)
+            case p.StoryDelete(story_id=story_id):
+                if self.current and self.current.story.id == story_id:
+                    self._stop("stopped")
+                self.renderer.cancel(story_id)
+                if not self.library.delete(story_id):
+                    raise p.ProtocolError("not_found", f"no story with id {story_id!r}")
+                return {"story_id": story_id, "deleted": True}
+            case p.StoryList():
+                return {"stories": [self._info(s).model_dump() for s in self.library.stories()]}
+            case p.StoryTell():
+                return self._story_tell(command)
+            case p.PlaybackPause():
+                if self.state is not State.PLAYING:
+                    raise p.ProtocolError("not_playing", f"nothing is playing (state: {self.state.value})")
+                self._pause()
+                return {"state": self.state.value}
+            case p.PlaybackResume():
+                if self.state is not State.PAUSED:
+                    raise p.ProtocolError("not_playing", f"nothing is paused (state: {self.state.value})")
+                self._resume()
+                return {"state": self.state.value}
+            case p.PlaybackStop():
+                if self.current is None:
+                    raise p.ProtocolError("not_playing", "nothing is playing")
+                self._stop("stopped")
+                return {"state": self.state.value}
+            case p.PlaybackNext():
+                story = self.library.after(self.current.story.id if self.current else None)
+                if story is None:
+                    raise p.ProtocolError("not_found", "the speaker has no stories yet")
+                self._start(story, from_start=False, reason="next")
+                return {"story_id": story.id}
+            case p.VolumeSet(volume=volume):
+                return {"volume": self._set_volume(volume)}
+            case p.SettingsPut():
+                return self._settings_put(command)
+            case p.Ping():
+                return {"pong": True, "state": self.state.value}
+        raise p.ProtocolError("unknown_command", f"unhandled command {command.NAME!r}")
+
+    def _story_put(self, command: p.StoryPut) -> dict[str, Any]:
+        self._check_text(command.text, command.lang)
+        new = self.library.put_story(command.story_id, command.title, command.text, command.lang, command.voice)
+        story = self.library.get(command.story_id)
+        assert story is not None
+        self.renderer.prerender(story)
+        if self.state in (State.IDLE, State.SLEEPING) and not self.in_quiet_hours():
+            self.player.chime()
+        if self.state is State.IDLE:
+            self._light(Light.NEW_STORY)
+        return {"story_id": story.id, "new": new}
+
+    def _check_text(self, text: str, lang: str) -> None:
+        if len(text) > self.limits.max_story_chars:
+            raise p.ProtocolError(
+                "too_large", f"story text is {len(text):,} characters; the limit is {self.limits.max_story_chars:,}"
+            )
+        self.renderer.check(text, lang)
+
+    def _story_tell(self, command: p.StoryTell) -> dict[str, Any]:
+        if command.at is not None and command.at > self.clock():
+            self._scheduled.append((command.at, command))
+            self._scheduled.sort(key=lambda pair: pair[0])
+            return {"scheduled": command.at.isoformat()}
+        if self.in_quiet_hours():
+            raise p.ProtocolError("quiet_hours", "it is quiet hours at the speaker; only the child can start a story")
+        if command.story_id is not None:
+            story = self.library.get(command.story_id)
+            if story is None:
+                raise p.ProtocolError("not_found", f"no story with id {command.story_id!r}")
+        else:
+            assert command.text is not None
+            self._check_text(command.text, command.lang)
+            story_id = f"told-{command.id}"
+            self.library.put_story(story_id, command.title, command.text, command.lang, None)
+            story = self.library.get(story_id)
+            assert story is not None
+        self._start(story, from_start=command.from_start, reason="replaced")
+        return {"story_id": story.id, "state": self.state.value}
+
+    def _settings_put(self, command: p.SettingsPut) -> dict[str, Any]:
+        values = command.settings.model_dump(exclude_none=True, mode="json")
+        if command.clear_quiet_hours:
+            values["quiet_hours"] = None
+        if "max_volume" in values and values["max_volume"] > self.limits.hard_max_volume:
+            values["max_volume"] = self.limits.hard_max_volume
+        self.library.put_settings(values)
+        self.player.set_volume(min(self.volume, self.max_volume))
+        self._publish_state()
+        return {"settings": {**self.library.settings()}}
+
+    def _set_volume(self, volume: float) -> float:
+        self.volume = min(volume, self.max_volume)
+        self.library.put_settings({"volume": self.volume})
+        applied = self.player.set_volume(self.volume)
+        self._publish_state()
+        return float(applied)
+
+    # -- buttons -------------------------------------------------------------------
+
+    def press(self, button: Button) -> None:
+        """The child's buttons work in quiet hours too: a child may always ask."""
+        if button is Button.HEART:
+            self.publisher.event(p.ButtonHeart())
+            return
+        if button is Button.PLAY_PAUSE:
+            if self.state is State.PLAYING:
+                self._pause()
+            elif self.state is State.PAUSED:
+                self._resume()
+            elif self.state is not State.RENDERING:
+                story = self.library.newest_unheard() or self.library.last_told() or self.library.after(None)
+                if story is not None:
+                    self._start(story, from_start=False, reason="replaced")
+        elif button is Button.NEXT:
+            story = self.library.after(self.current.story.id if self.current else self._last_id())
+            if story is not None:
+                self._start(story, from_start=False, reason="next")
+        elif button is Button.REPEAT:
+            story = self.current.story if self.current else self.library.last_told()
+            if story is not None:
+                self._start(story, from_start=True, reason="replaced")
+
+    def _last_id(self) -> str | None:
+        last = self.library.last_told()
+        return last.id if last else None
+
+    # -- timers --------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = self.clock()
+        if self._sleep_deadline and now >= self._sleep_deadline and self.state in (State.PLAYING, State.RENDERING):
+            self._stop("sleep_timer")
+            self._enter(State.SLEEPING)
+        while self._scheduled and self._scheduled[0][0] <= now:
+            _, command = self._scheduled.pop(0)
+            try:
+                self._story_tell(command.model_copy(update={"at": None}))
+            except p.ProtocolError as exc:
+                self.publisher.event(p.ErrorEvent(code=exc.code, message=f"scheduled story not told: {exc}"))
+
+    # -- playback ------------------------------------------------------------------
+
+    def _start(self, story: Story, from_start: bool, reason: str) -> None:
+        if self.current is not None:
+            self._stop(reason)
+        self._token += 1
+        token = self._token
+        start_at = 0.0 if from_start else story.position
+        self.current = _Playing(story, token, position=start_at)
+        minutes = self.sleep_timer_minutes
+        self._sleep_deadline = None
+        if minutes:
+            from datetime import timedelta
+
+            self._sleep_deadline = self.clock() + timedelta(minutes=minutes)
+        self.library.mark_told(story.id)
+        self._enter(State.RENDERING)
+        self.player.play(
+            self._watch(self.renderer.source(story), token),
+            on_finished=lambda completed: self._post(PlaybackEnded(token, completed)),
+            on_progress=lambda position: self._post(Progress(token, position)),
+            start_at=start_at,
+        )
+
+    def _watch(self, chunks: Iterator[np.ndarray], token: int) -> Iterator[np.ndarray]:
+        """Pass audio through; tell the controller when sound starts or synthesis fails."""
+        try:
+            first = True
+            for chunk in chunks:
+                if first:
+                    self._post(AudioStarted(token))
+                    first = False
+                yield chunk
+        except Exception as exc:  # noqa: BLE001 - reported to the controller, not the audio thread
+            log.exception("story audio failed")
+            self._post(SourceFailed(token, str(exc)))
+
+    def _audio_started(self, playing: _Playing) -> None:
+        if self.state is State.RENDERING:
+            self._enter(State.PLAYING)
+            self.publisher.event(
+                p.StoryStarted(story_id=playing.story.id, title=playing.story.title, position=playing.position)
+            )
+
+    def _progress(self, playing: _Playing, position: float) -> None:
+        playing.position = position
+        self.library.set_position(playing.story.id, position)
+        if position - playing.last_progress_event >= self.limits.progress_interval:
+            playing.last_progress_event = position
+            self.publisher.event(p.StoryProgress(story_id=playing.story.id, position=position))
+            self._publish_state()
+
+    def _ended(self, playing: _Playing, completed: bool) -> None:
+        self.current = None
+        self._sleep_deadline = None
+        if playing.failed:
+            self.library.set_position(playing.story.id, playing.position)
+            self.publisher.event(p.ErrorEvent(code="internal", message=f"could not tell the story: {playing.failed}"))
+            self._enter(State.ERROR)
+            return
+        if completed:
+            self.library.finished(playing.story.id)
+            duration = self.renderer.duration(playing.story)
+            if duration:
+                self.library.set_duration(playing.story.id, duration)
+            self.publisher.event(p.StoryFinished(story_id=playing.story.id, title=playing.story.title))
+        self._enter(State.IDLE)
+
+    def _pause(self) -> None:
+        assert self.current is not None
+        self.player.pause()
+        self.current.position = self.player.position
+        self.library.set_position(self.current.story.id, self.current.position)
+        self._enter(State.PAUSED)
+
+    def _resume(self) -> None:
+        self.player.resume()
+        self._enter(State.PLAYING)
+
+    def _stop(self, reason: str) -> None:
+        playing = self.current
+        if playing is None:
+            return
+        self.current = None  # later callbacks of this token are stale
+        self.player.stop()
+        position = max(playing.position, self.player.position)
+        self.library.set_position(playing.story.id, position)
+        self.publisher.event(p.StoryStopped(story_id=playing.story.id, position=position, reason=reason))  # type: ignore[arg-type]
+        self._enter(State.IDLE)
+
+    def _rendered(self, story_id: str, duration: float) -> None:
+        story = self.library.get(story_id)
+        if story is None:
+            return
+        self.library.set_duration(story_id, duration)
+        self.publisher.event(p.StoryReady(story_id=story_id, title=story.title, duration=duration))
+
+    # -- state out -----------------------------------------------------------------
+
+    def _enter(self, state: State) -> None:
+        self.state = state
+        light = {
+            State.IDLE: Light.NEW_STORY if self.library.newest_unheard() else Light.READY,
+            State.RENDERING: Light.PLAYING,
+            State.PLAYING: Light.PLAYING,
+            State.PAUSED: Light.READY,
+            State.SLEEPING: Light.OFF,
+            State.ERROR: Light.ERROR,
+        }[state]
+        self._light(light)
+        self._publish_state()
+
+    def announce(self) -> None:
+        """Publish the state and set the light, as at start-up."""
+        self._enter(self.state)
+
+    def snapshot(self) -> p.DeviceState:
+        playing = self.current
+        return p.DeviceState(
+            state=self.state.value,  # type: ignore[arg-type]
+            story_id=playing.story.id if playing else None,
+            title=playing.story.title if playing else None,
+            position=round(playing.position, 2) if playing else 0.0,
+            volume=self.volume,
+            max_volume=self.max_volume,
+            voice=playing.story.voice if playing else None,
+            quiet_hours=self.quiet_hours,
+            versions=self.versions,
+            updated_at=datetime.now(UTC),
+        )
+
+    def _publish_state(self) -> None:
+        self.publisher.state(self.snapshot())
+
+    def _info(self, story: Story) -> p.StoryInfo:
+        return p.StoryInfo(
+            story_id=story.id,
+            title=story.title,
+            lang=story.lang,
+            position=story.position,
+            duration=story.duration,
+            ready=self.renderer.is_ready(story),
+            times_finished=story.times_finished,
+        )

@@ -1,0 +1,122 @@
+"""Render stories ahead in the background so the button plays at once; stream the
+ones asked for before their render is done (writing the cache as they play).
+
+A story told live has the CPU: the background worker waits between chunks while a
+live stream runs, so a Pi never renders two stories at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import soundfile as sf
+
+from .engine.cache import RenderCache, render_key
+from .engine.engine import Engine
+from .errors import HearMyLoveError
+from .library import Story
+
+log = logging.getLogger(__name__)
+
+Ready = Callable[[str, float], None]
+Failed = Callable[[str, str], None]
+
+
+class Renderer:
+    def __init__(self, engine: Engine, cache: RenderCache, on_ready: Ready, on_failed: Failed) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._on_ready = on_ready
+        self._on_failed = on_failed
+        self._jobs: queue.Queue[Story | None] = queue.Queue()
+        self._idle = threading.Event()  # cleared while a story streams to the listener
+        self._idle.set()
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
+        self._worker = threading.Thread(target=self._work, name="hml-render", daemon=True)
+        self._worker.start()
+
+    def key(self, story: Story) -> str:
+        voice = self._engine.voice(story.voice, self._language(story))
+        return render_key(story.text, voice, story.lang)
+
+    def _language(self, story: Story) -> str:
+        return self._engine.frontend.prepare(story.text, story.lang)[1]
+
+    def check(self, text: str, lang: str) -> None:
+        """Refuse a story now (with the frontend's message) rather than fail when told."""
+        self._engine.frontend.prepare(text, lang)
+
+    def is_ready(self, story: Story) -> bool:
+        return self._cache.get(self.key(story)) is not None
+
+    def duration(self, story: Story) -> float | None:
+        path = self._cache.get(self.key(story))
+        return None if path is None else float(sf.info(str(path)).duration)
+
+    def prerender(self, story: Story) -> None:
+        with self._lock:
+            self._cancelled.discard(story.id)
+        self._jobs.put(story)
+
+    def cancel(self, story_id: str) -> None:
+        with self._lock:
+            self._cancelled.add(story_id)
+
+    def source(self, story: Story) -> Iterator[np.ndarray]:
+        """Audio for the listener: from the cache, or synthesized now and cached as it plays."""
+        key = self.key(story)
+        if self._cache.get(key) is not None:
+            return self._cache.read(key)
+        self.cancel(story.id)  # the live stream renders it; the worker must not do it twice
+        return self._live_stream(story, key)
+
+    def _live_stream(self, story: Story, key: str) -> Iterator[np.ndarray]:
+        self._idle.clear()
+        try:
+            stream = self._engine.stream(story.text, story.voice, story.lang)
+            yield from self._cache.write(key, stream)
+        finally:
+            self._idle.set()
+        duration = self.duration(story)
+        if duration is not None:
+            self._on_ready(story.id, duration)
+
+    def _work(self) -> None:
+        while True:
+            story = self._jobs.get()
+            if story is None:
+                return
+            try:
+                self._render(story)
+            except HearMyLoveError as exc:
+                self._on_failed(story.id, str(exc))
+            except Exception as exc:  # noqa: BLE001 - a bad story must not stop the worker
+                log.exception("rendering %s failed", story.id)
+                self._on_failed(story.id, f"rendering failed: {exc}")
+
+    def _render(self, story: Story) -> None:
+        key = self.key(story)
+        if self._cache.get(key) is not None:
+            self._on_ready(story.id, self.duration(story) or 0.0)
+            return
+        stream = self._engine.stream(story.text, story.voice, story.lang)
+        writer = self._cache.write(key, stream)
+        try:
+            for _ in writer:
+                self._idle.wait()
+                with self._lock:
+                    if story.id in self._cancelled:
+                        log.info("render of %s cancelled", story.id)
+                        return
+        finally:
+            writer.close()
+        self._on_ready(story.id, self.duration(story) or 0.0)
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._worker.join(timeout=5)
