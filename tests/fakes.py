@@ -24,7 +24,12 @@ class FakePlayer:
 
     def play(self, chunks: Iterable[np.ndarray], on_finished=None, on_progress=None, start_at: float = 0.0) -> None:  # type: ignore[no-untyped-def]
         self.calls.append("play")
-        self.source, self.on_finished, self.on_progress, self.start_at = iter(chunks), on_finished, on_progress, start_at
+        self.source, self.on_finished, self.on_progress, self.start_at = (
+            iter(chunks),
+            on_finished,
+            on_progress,
+            start_at,
+        )
         self.position = start_at
 
     def pump(self) -> int:
@@ -38,11 +43,13 @@ class FakePlayer:
         assert self.source is not None
         next(self.source)
 
-    def pause(self) -> None:
+    def pause(self) -> bool:
         self.calls.append("pause")
+        return True
 
-    def resume(self) -> None:
+    def resume(self) -> bool:
         self.calls.append("resume")
+        return True
 
     def stop(self) -> None:
         self.calls.append("stop")
@@ -53,8 +60,9 @@ class FakePlayer:
         self.volume = volume
         return volume
 
-    def chime(self) -> None:
+    def chime(self) -> bool:
         self.calls.append("chime")
+        return True
 
 
 class FakeRenderer:

@@ -24,8 +24,14 @@ class Rig:
         self.publisher = RecordingPublisher()
         self.library = Library(tmp_path / "lib.sqlite3")
         self.c = Controller(
-            self.library, self.renderer, self.player, self.publisher, self.lights.append, self.inbox.append,
-            limits=Limits(**limits), clock=lambda: self.now,  # type: ignore[arg-type]
+            self.library,
+            self.renderer,
+            self.player,
+            self.publisher,
+            self.lights.append,
+            self.inbox.append,
+            limits=Limits(**limits),
+            clock=lambda: self.now,  # type: ignore[arg-type]
         )
         self.n = 0
 
@@ -183,8 +189,15 @@ def test_story_list_reports_progress_and_readiness(rig: Rig) -> None:
     rig.send(p.StoryPut, story_id="fox", title="Fox", text="Once.")
     stories = rig.send(p.StoryList).result["stories"]
     assert stories == [
-        {"story_id": "fox", "title": "Fox", "lang": "auto", "position": 0.0, "duration": None, "ready": True,
-         "times_finished": 0}
+        {
+            "story_id": "fox",
+            "title": "Fox",
+            "lang": "auto",
+            "position": 0.0,
+            "duration": None,
+            "ready": True,
+            "times_finished": 0,
+        }
     ]
 
 

@@ -39,14 +39,14 @@ def test_command_ids_are_remembered_and_bounded(tmp_path: Path) -> None:
 def test_everything_survives_a_kill_mid_session(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite3"
     code = (
-        "import os, sys; sys.path[:0] = %r\n"
+        "import os, sys\n"
         "from hearmylove.library import Library\n"
-        "lib = Library(%r)\n"
+        "lib = Library(sys.argv[1])\n"
         "lib.put_story('s', 'S', 'Text.', 'en', None); lib.set_position('s', 42.0)\n"
         "lib.remember('cmd-1', 'story.put', '{}'); lib.put_settings({'volume': 0.3})\n"
         "os.kill(os.getpid(), 9)\n"
-    ) % (sys.path, str(path))
-    subprocess.run([sys.executable, "-c", code], check=False, timeout=60)
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=False, timeout=60)
     lib = Library(path)
     assert lib.get("s").position == 42.0  # type: ignore[union-attr]
     assert lib.seen("cmd-1") == "{}" and lib.settings() == {"volume": 0.3}

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_a_ten_minute_story_renders_in_bounded_memory(model_dir: Path) -> None:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "render_peak.py"), str(ROOT / "bench" / "texts" / "fox_en.txt"), "5"],
+        [sys.executable, str(ROOT / "bench" / "render_peak.py"), str(ROOT / "bench" / "texts" / "fox_en.txt"), "6"],
         capture_output=True,
         text=True,
         timeout=1800,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -96,6 +99,35 @@ def cmd_voices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_setup(verbose: bool) -> None:
+    """journald adds its own timestamps and levels; elsewhere show the time."""
+    under_journal = bool(os.environ.get("JOURNAL_STREAM"))
+    fmt = "%(levelname)s %(name)s: %(message)s" if under_journal else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt, force=True)
+    for noisy in ("phonemizer", "jieba", "faster_whisper"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import config as config_module
+    from .daemon import Daemon
+
+    _log_setup(args.verbose)
+    config = config_module.load(Path(args.config))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    Daemon(config).run(stop)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    text = _read_text(args)
+    return run_demo(text, Path(args.out) if args.out else None, lang=args.lang, timeout=args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hearmylove", description="Stories in a parent's voice.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -118,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     say.set_defaults(func=cmd_say)
 
+    run = sub.add_parser("run", help="run the speaker daemon")
+    run.add_argument("--config", default="/etc/hearmylove/config.toml", help="the TOML config file")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="the whole path here: local broker, daemon, parent, a story told")
+    demo.add_argument("text", nargs="?", default=None, help="the story (or use --text / --file)")
+    demo.add_argument("--text", dest="text_opt", default=None, help="the story text")
+    demo.add_argument("--file", help="read the story from this UTF-8 file")
+    demo.add_argument("--lang", default="auto", choices=LANGUAGES)
+    demo.add_argument("--out", help="write what PortAudio played into this WAV instead of the sound card")
+    demo.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    demo.set_defaults(func=cmd_demo)
+
     voices = sub.add_parser("voices", help="list the voices this speaker has")
     voices.set_defaults(func=cmd_voices)
     return parser
@@ -129,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    if args.command == "demo" and args.text_opt is not None:
+        args.text = args.text_opt
+    if args.command == "demo" and args.text is None and not args.file:
+        args.text = "Once upon a time, a little fox found a shiny red apple. He shared it with his friend the rabbit."
     if args.command == "say" and args.text is None and not args.file:
         parser.error("say needs TEXT, - (standard input) or --file")
     try:

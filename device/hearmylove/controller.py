@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -56,11 +56,11 @@ class PlayerPort(Protocol):
         on_progress: Callable[[float], None] | None = None,
         start_at: float = 0.0,
     ) -> None: ...
-    def pause(self) -> None: ...
-    def resume(self) -> None: ...
+    def pause(self) -> bool: ...
+    def resume(self) -> bool: ...
     def stop(self) -> None: ...
     def set_volume(self, volume: float) -> float: ...
-    def chime(self) -> None: ...
+    def chime(self) -> bool: ...
     @property
     def position(self) -> float: ...
 
@@ -140,7 +140,10 @@ class _Playing:
     token: int
     position: float = 0.0
     failed: str | None = None
-    last_progress_event: float = field(default=-1e9)
+    last_progress_event: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last_progress_event = self.position  # the first event comes one interval in
 
 
 class Controller:
@@ -247,48 +250,56 @@ class Controller:
         return reply
 
     def _execute(self, command: p.Command) -> dict[str, Any]:
-        match command:
-            case p.StoryPut():
-                return self._story_put(command)
-            case p.StoryDelete(story_id=story_id):
-                if self.current and self.current.story.id == story_id:
-                    self._stop("stopped")
-                self.renderer.cancel(story_id)
-                if not self.library.delete(story_id):
-                    raise p.ProtocolError("not_found", f"no story with id {story_id!r}")
-                return {"story_id": story_id, "deleted": True}
-            case p.StoryList():
-                return {"stories": [self._info(s).model_dump() for s in self.library.stories()]}
-            case p.StoryTell():
-                return self._story_tell(command)
-            case p.PlaybackPause():
-                if self.state is not State.PLAYING:
-                    raise p.ProtocolError("not_playing", f"nothing is playing (state: {self.state.value})")
-                self._pause()
-                return {"state": self.state.value}
-            case p.PlaybackResume():
-                if self.state is not State.PAUSED:
-                    raise p.ProtocolError("not_playing", f"nothing is paused (state: {self.state.value})")
-                self._resume()
-                return {"state": self.state.value}
-            case p.PlaybackStop():
-                if self.current is None:
-                    raise p.ProtocolError("not_playing", "nothing is playing")
-                self._stop("stopped")
-                return {"state": self.state.value}
-            case p.PlaybackNext():
-                story = self.library.after(self.current.story.id if self.current else None)
-                if story is None:
-                    raise p.ProtocolError("not_found", "the speaker has no stories yet")
-                self._start(story, from_start=False, reason="next")
-                return {"story_id": story.id}
-            case p.VolumeSet(volume=volume):
-                return {"volume": self._set_volume(volume)}
-            case p.SettingsPut():
-                return self._settings_put(command)
-            case p.Ping():
-                return {"pong": True, "state": self.state.value}
-        raise p.ProtocolError("unknown_command", f"unhandled command {command.NAME!r}")
+        handlers: dict[type[p.Command], Callable[[Any], dict[str, Any]]] = {
+            p.StoryPut: self._story_put,
+            p.StoryDelete: self._story_delete,
+            p.StoryList: lambda _: {"stories": [self._info(s).model_dump() for s in self.library.stories()]},
+            p.StoryTell: self._story_tell,
+            p.PlaybackPause: self._playback_pause,
+            p.PlaybackResume: self._playback_resume,
+            p.PlaybackStop: self._playback_stop,
+            p.PlaybackNext: self._playback_next,
+            p.VolumeSet: lambda c: {"volume": self._set_volume(c.volume)},
+            p.SettingsPut: self._settings_put,
+            p.Ping: lambda _: {"pong": True, "state": self.state.value},
+        }
+        handler = handlers.get(type(command))
+        if handler is None:
+            raise p.ProtocolError("unknown_command", f"unhandled command {command.NAME!r}")
+        return handler(command)
+
+    def _story_delete(self, command: p.StoryDelete) -> dict[str, Any]:
+        if self.current and self.current.story.id == command.story_id:
+            self._stop("stopped")
+        self.renderer.cancel(command.story_id)
+        if not self.library.delete(command.story_id):
+            raise p.ProtocolError("not_found", f"no story with id {command.story_id!r}")
+        return {"story_id": command.story_id, "deleted": True}
+
+    def _playback_pause(self, command: p.PlaybackPause) -> dict[str, Any]:
+        if self.state is not State.PLAYING:
+            raise p.ProtocolError("not_playing", f"nothing is playing (state: {self.state.value})")
+        self._pause()
+        return {"state": self.state.value}
+
+    def _playback_resume(self, command: p.PlaybackResume) -> dict[str, Any]:
+        if self.state is not State.PAUSED:
+            raise p.ProtocolError("not_playing", f"nothing is paused (state: {self.state.value})")
+        self._resume()
+        return {"state": self.state.value}
+
+    def _playback_stop(self, command: p.PlaybackStop) -> dict[str, Any]:
+        if self.current is None:
+            raise p.ProtocolError("not_playing", "nothing is playing")
+        self._stop("stopped")
+        return {"state": self.state.value}
+
+    def _playback_next(self, command: p.PlaybackNext) -> dict[str, Any]:
+        story = self.library.after(self.current.story.id if self.current else self._last_id())
+        if story is None:
+            raise p.ProtocolError("not_found", "the speaker has no stories yet")
+        self._start(story, from_start=False, reason="next")
+        return {"story_id": story.id}
 
     def _story_put(self, command: p.StoryPut) -> dict[str, Any]:
         self._check_text(command.text, command.lang)
@@ -438,6 +449,8 @@ class Controller:
     def _progress(self, playing: _Playing, position: float) -> None:
         playing.position = position
         self.library.set_position(playing.story.id, position)
+        if self.state is not State.PLAYING:
+            return
         if position - playing.last_progress_event >= self.limits.progress_interval:
             playing.last_progress_event = position
             self.publisher.event(p.StoryProgress(story_id=playing.story.id, position=position))

@@ -161,7 +161,8 @@ class Library:
         with self._tx() as db:
             for key, value in values.items():
                 db.execute(
-                    "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    "INSERT INTO settings (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     (key, json.dumps(value)),
                 )
 

@@ -148,8 +148,17 @@ class Ping(Command):
 COMMANDS: dict[str, type[Command]] = {
     c.NAME: c
     for c in (
-        StoryPut, StoryDelete, StoryList, StoryTell, PlaybackPause, PlaybackResume, PlaybackStop,
-        PlaybackNext, VolumeSet, SettingsPut, Ping,
+        StoryPut,
+        StoryDelete,
+        StoryList,
+        StoryTell,
+        PlaybackPause,
+        PlaybackResume,
+        PlaybackStop,
+        PlaybackNext,
+        VolumeSet,
+        SettingsPut,
+        Ping,
     )
 }
 

@@ -1,0 +1,143 @@
+"""The composition root: builds the adapters around the controller and runs the loop.
+
+Every adapter thread (paho's network loop, gpiozero's pins, the player, the renderer)
+only posts inputs to one queue; this loop applies them in order, so the controller
+never needs a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from . import protocol as p
+from .audio import Player, SoundDeviceOutput
+from .config import DaemonConfig
+from .controller import Button, Controller, Light, Limits, Pressed, Rendered, RenderFailed
+from .controls import Action, Controls, LedPattern
+from .engine.cache import RenderCache
+from .engine.engine import ENGINE_VERSION, Engine
+from .library import Library
+from .mqtt import Incoming, MqttLink
+from .renderer import Renderer
+
+log = logging.getLogger(__name__)
+
+_LIGHTS = {light: LedPattern[light.name] for light in Light}
+_BUTTONS = {action: Button[action.name] for action in Action}
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd how we are (Type=notify, WatchdogSec); a no-op outside systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        engine: Engine | None = None,
+        output: Any = None,
+        pin_factory: Any = None,
+    ) -> None:
+        self.config = config
+        self.inputs: queue.Queue[object] = queue.Queue()
+        state_dir = Path(config.state_dir)
+        self.library = Library(state_dir / "library.sqlite3")
+        self.engine = engine or Engine.load(config.engine)
+        self.renderer = Renderer(
+            self.engine,
+            RenderCache(state_dir / "renders"),
+            on_ready=lambda story_id, seconds: self.inputs.put(Rendered(story_id, seconds)),
+            on_failed=lambda story_id, message: self.inputs.put(RenderFailed(story_id, message)),
+        )
+        self.player = Player(config.audio, output if output is not None else SoundDeviceOutput(config.audio))
+        self.link = MqttLink(config.mqtt, config.device_id, on_command=self.inputs.put)
+        if pin_factory is None and config.simulate_pins:
+            from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+            pin_factory = MockFactory(pin_class=MockPWMPin)
+        self.controls = Controls(
+            config.controls,
+            on_action=lambda action: self.inputs.put(Pressed(_BUTTONS[action])),
+            pin_factory=pin_factory,
+        )
+        story = config.story
+        self.controller = Controller(
+            self.library,
+            self.renderer,
+            self.player,
+            self.link,
+            light=lambda light: self.controls.led(_LIGHTS[light]),
+            post=self.inputs.put,
+            limits=Limits(
+                max_story_chars=story.max_story_chars,
+                hard_max_volume=config.audio.max_volume,
+                progress_interval=story.progress_interval,
+                default_quiet_hours=story.quiet_hours,
+                default_sleep_timer_minutes=story.sleep_timer_minutes,
+            ),
+            versions={"hearmylove": __version__, "engine": ENGINE_VERSION, "protocol": str(p.PROTOCOL_VERSION)},
+        )
+
+    def command(self, incoming: Incoming) -> p.Reply:
+        """Parse, execute once, reply, then acknowledge: a crash before the ack means redelivery."""
+        try:
+            command = p.parse_command(incoming.name, incoming.payload, self.config.story.max_payload_bytes)
+            reply = self.controller.handle(command)
+        except p.ProtocolError as exc:
+            reply = p.Reply.failure(exc.code, str(exc), exc.command_id)
+        except Exception as exc:  # noqa: BLE001 - the daemon never dies on input
+            log.exception("command %s failed", incoming.name)
+            reply = p.Reply.failure("internal", f"{incoming.name} failed: {exc}")
+        if not reply.ok:
+            log.info("refused %s: %s", incoming.name, reply.error.message if reply.error else "")
+        self.link.reply(reply, incoming)
+        self.link.ack(incoming)
+        return reply
+
+    def run(self, stop: threading.Event) -> None:
+        self.controller.announce()
+        self.link.start()
+        sd_notify("READY=1")
+        log.info("speaker %s ready", self.config.device_id)
+        last_ping = 0.0
+        try:
+            while not stop.is_set():
+                try:
+                    item = self.inputs.get(timeout=0.25)
+                except queue.Empty:
+                    item = None
+                if isinstance(item, Incoming):
+                    self.command(item)
+                elif item is not None:
+                    self.controller.dispatch(item)
+                self.controller.tick()
+                now = time.monotonic()
+                if now - last_ping > 5:
+                    sd_notify("WATCHDOG=1")
+                    last_ping = now
+        finally:
+            sd_notify("STOPPING=1")
+            self.close()
+
+    def close(self) -> None:
+        self.link.stop()
+        self.player.close()
+        self.renderer.close()
+        self.controls.close()
+        self.library.close()

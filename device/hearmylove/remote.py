@@ -1,0 +1,145 @@
+"""A parent's side of the protocol: send a command, wait for its reply, watch events.
+
+Used by `hearmylove demo` and the tests; the parent's CLI and web app speak the same
+topics and payloads (protocol.py).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from .errors import BrokerError
+from .protocol import TOPIC_ROOT, Reply
+
+
+@dataclass(frozen=True)
+class Message:
+    device_id: str
+    kind: str  # "event", "state", "availability", "reply"
+    name: str  # event name, reply id, or ""
+    payload: Any
+
+
+class Remote:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        *,
+        tls: bool = False,
+        ca_file: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.messages: queue.Queue[Message] = queue.Queue()
+        self._replies: dict[str, queue.Queue[Reply]] = {}
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._refused: str | None = None
+        client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"hml-parent-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.username_pw_set(username, password)
+        if tls:
+            client.tls_set(ca_certs=ca_file)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        self._client = client
+        self._host, self._port = host, port
+
+    def connect(self, timeout: float = 10.0) -> Remote:
+        try:
+            self._client.connect(self._host, self._port, keepalive=30)
+        except OSError as exc:
+            raise BrokerError(f"cannot reach the broker at {self._host}:{self._port}: {exc}") from exc
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            self.close()
+            raise BrokerError(self._refused or f"no answer from the broker at {self._host}:{self._port}")
+        return self
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> Remote:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: Any, props: object) -> None:
+        if reason.is_failure:
+            self._refused = f"the broker refused the login: {reason}"
+            return
+        client.subscribe(f"{TOPIC_ROOT}/+/#", qos=1)
+        self._connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        parts = message.topic.split("/")
+        if len(parts) < 4:
+            return
+        device_id, kind, name = parts[2], parts[3], "/".join(parts[4:])
+        raw = bytes(message.payload)
+        if kind == "cmd":
+            return
+        if kind == "availability":
+            self.messages.put(Message(device_id, kind, "", raw.decode()))
+            return
+        try:
+            payload = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            payload = raw.decode("utf-8", "replace")
+        if kind == "reply":
+            reply = Reply.model_validate(payload)
+            with self._lock:
+                waiting = self._replies.get(name)
+            if waiting is not None:
+                waiting.put(reply)
+        self.messages.put(Message(device_id, kind, name, payload))
+
+    def publish(self, device_id: str, name: str, payload: bytes | str, qos: int = 1) -> None:
+        self._client.publish(f"{TOPIC_ROOT}/{device_id}/cmd/{name}", payload, qos=qos).wait_for_publish(10)
+
+    def send(self, device_id: str, name: str, timeout: float = 30.0, **fields: Any) -> Reply:
+        """Send a command and wait for the device's reply."""
+        command_id = fields.pop("id", None) or uuid.uuid4().hex[:12]
+        waiting: queue.Queue[Reply] = queue.Queue()
+        with self._lock:
+            self._replies[command_id] = waiting
+        try:
+            self.publish(device_id, name, json.dumps({"id": command_id, **fields}, default=str))
+            try:
+                return waiting.get(timeout=timeout)
+            except queue.Empty:
+                raise BrokerError(f"no reply from {device_id} to {name} within {timeout:.0f} s") from None
+        finally:
+            with self._lock:
+                self._replies.pop(command_id, None)
+
+    def wait_for(self, kind: str, name: str = "", timeout: float = 60.0, device_id: str | None = None) -> Message:
+        """The next message of this kind (and name); others are passed over."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {kind} {name} within {timeout:.0f} s")
+            try:
+                message = self.messages.get(timeout=left)
+            except queue.Empty:
+                continue
+            if message.kind == kind and (not name or message.name == name):
+                if device_id is None or message.device_id == device_id:
+                    return message
