@@ -349,7 +349,7 @@ class Controller:
             values["max_volume"] = self.limits.hard_max_volume
         self.library.put_settings(values)
         self.player.set_volume(min(self.volume, self.max_volume))
-        self._publish_state()
+        self._enter(self.state)  # redraw the light (brightness) and publish the state
         return {"settings": {**self.library.settings()}}
 
     def _set_volume(self, volume: float) -> float:

@@ -116,6 +116,7 @@ class Controls:
         self._pending: threading.Timer | None = None
         self._closed = False
         self._pattern = LedPattern.OFF
+        self._brightness = config.led_brightness
         self._devices: list[gpiozero.Device] = []
         bounce = config.bounce_ms / 1000 or None
         try:
@@ -199,9 +200,23 @@ class Controls:
     def pattern(self) -> LedPattern:
         return self._pattern
 
+    @property
+    def brightness(self) -> float:
+        return self._brightness
+
+    def set_brightness(self, brightness: float) -> None:
+        """A parent dims the light (settings.put); the pattern shown is redrawn at once."""
+        brightness = min(max(brightness, 0.0), 1.0)
+        if brightness == self._brightness:
+            return
+        self._brightness = brightness
+        pattern, self._pattern = self._pattern, LedPattern.OFF
+        self.led(LedPattern.OFF)
+        self.led(pattern)
+
     def led(self, pattern: LedPattern) -> None:
         """Show `pattern`; setting the pattern already shown leaves it running undisturbed."""
-        brightness = self.config.led_brightness
+        brightness = self._brightness
         with self._led_lock:
             if self._closed or pattern == self._pattern:
                 return

@@ -82,7 +82,7 @@ class Daemon:
             self.renderer,
             self.player,
             self.link,
-            light=lambda light: self.controls.led(_LIGHTS[light]),
+            light=self._show,
             post=self.inputs.put,
             limits=Limits(
                 max_story_chars=story.max_story_chars,
@@ -93,6 +93,12 @@ class Daemon:
             ),
             versions={"hearmylove": __version__, "engine": ENGINE_VERSION, "protocol": str(p.PROTOCOL_VERSION)},
         )
+
+    def _show(self, light: Light) -> None:
+        brightness = self.library.settings().get("led_brightness")
+        if brightness is not None:
+            self.controls.set_brightness(float(brightness))
+        self.controls.led(_LIGHTS[light])
 
     def command(self, incoming: Incoming) -> p.Reply:
         """Parse, execute once, reply, then acknowledge: a crash before the ack means redelivery."""

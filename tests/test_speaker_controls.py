@@ -1,0 +1,123 @@
+"""The child's side, end to end: buttons on gpiozero MockFactory pins drive the real
+daemon (real engine, real broker), the LED follows, and the parent sees the heart."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hearmylove.audio import WavFileOutput
+from hearmylove.broker import Account, LocalBroker
+from hearmylove.config import DaemonConfig
+from hearmylove.controls import LedPattern
+from hearmylove.daemon import Daemon
+from hearmylove.engine.engine import Engine
+from hearmylove.mqtt import Incoming
+from hearmylove.protocol import COMMANDS
+from hearmylove.remote import Remote
+
+DEVICE, PARENT = "kid-007", "dad"
+
+
+@pytest.fixture
+def rig(tmp_path: Path, engine: Engine) -> Iterator[tuple[Daemon, Remote, MockFactory]]:
+    accounts = [Account(DEVICE, "d-secret"), Account(PARENT, "p-secret", devices=(DEVICE,))]
+    with LocalBroker(tmp_path / "broker", accounts) as broker:
+        factory = MockFactory(pin_class=MockPWMPin)
+        config = DaemonConfig(
+            device_id=DEVICE,
+            state_dir=tmp_path / "state",
+            mqtt={"host": "127.0.0.1", "port": broker.port, "tls": False, "username": DEVICE, "password": "d-secret"},
+            controls={"hold_seconds": 0.4, "double_press_seconds": 0.25, "led_brightness": 0.6},
+        )
+        daemon = Daemon(config, engine=engine, output=WavFileOutput(tmp_path / "out.wav"), pin_factory=factory)
+        stop = threading.Event()
+        thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            with Remote("127.0.0.1", broker.port, PARENT, "p-secret") as dad:
+                while dad.wait_for("availability", timeout=30).payload != "online":
+                    pass
+                yield daemon, dad, factory
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+            factory.reset()
+
+
+def press(pin: MockPWMPin, seconds: float = 0.05) -> None:
+    pin.drive_low()
+    time.sleep(seconds)
+    pin.drive_high()
+
+
+def test_buttons_tell_stories_and_the_light_follows(rig: tuple[Daemon, Remote, MockFactory]) -> None:
+    daemon, dad, factory = rig
+    big, heart, led = factory.pin(17), factory.pin(27), factory.pin(18)
+    for story_id, text in (("moon", "The moon said good night."), ("sun", "The sun said good morning.")):
+        assert dad.send(DEVICE, "story.put", story_id=story_id, title=story_id, text=text, lang="en").ok
+    assert daemon.controls.pattern is LedPattern.NEW_STORY
+
+    press(heart)
+    dad.wait_for("event", "button.heart", timeout=10)
+
+    press(big)  # a single press plays the newest story nobody has heard
+    started = dad.wait_for("event", "story.started", timeout=60)
+    assert started.payload["story_id"] == "sun"
+    assert daemon.controls.pattern is LedPattern.PLAYING and led.state == pytest.approx(0.6)
+    dad.wait_for("event", "story.finished", timeout=60)
+
+    press(big, seconds=0.8)  # hold: the next story
+    assert dad.wait_for("event", "story.started", timeout=60).payload["story_id"] == "moon"
+    dad.wait_for("event", "story.finished", timeout=60)
+
+    press(big)
+    time.sleep(0.05)
+    press(big)  # double press: again from the start
+    assert dad.wait_for("event", "story.started", timeout=60).payload["story_id"] == "moon"
+    dad.wait_for("event", "story.finished", timeout=60)
+    assert daemon.controls.pattern is LedPattern.READY
+
+    assert dad.send(DEVICE, "settings.put", settings={"led_brightness": 0.2}).ok
+    assert daemon.controls.brightness == pytest.approx(0.2)
+
+
+_payloads = st.one_of(
+    st.binary(max_size=300),
+    st.dictionaries(
+        st.sampled_from(["id", "story_id", "text", "title", "lang", "volume", "at", "settings", "junk"]),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=40)),
+        max_size=6,
+    ).map(lambda d: __import__("json").dumps(d, default=str).encode()),
+)
+
+
+@pytest.fixture
+def still_daemon(tmp_path: Path, engine: Engine) -> Iterator[Daemon]:
+    """A daemon whose loop is not running: the test thread is its only caller."""
+    config = DaemonConfig(device_id=DEVICE, state_dir=tmp_path / "state", mqtt={"tls": False, "port": 1})
+    factory = MockFactory(pin_class=MockPWMPin)
+    daemon = Daemon(config, engine=engine, output=WavFileOutput(tmp_path / "out.wav"), pin_factory=factory)
+    yield daemon
+    daemon.close()
+    factory.reset()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from([*COMMANDS, "nope"]), payload=_payloads)
+def test_fuzzed_commands_always_get_a_reply_and_never_crash(still_daemon: Daemon, name: str, payload: bytes) -> None:
+    daemon = still_daemon
+    reply = daemon.command(Incoming(name, payload, mid=0, qos=0, response_topic=None, correlation_data=None))
+    assert reply.ok or (reply.error is not None and reply.error.message)
+    while not daemon.inputs.empty():  # what the loop would have done with the player's news
+        item = daemon.inputs.get()
+        if not isinstance(item, Incoming):
+            daemon.controller.dispatch(item)
+    daemon.controller.tick()
