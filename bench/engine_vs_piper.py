@@ -115,15 +115,16 @@ def cold_first_audio(which: str, repeats: int) -> float:
 
 
 _PIPER_PEAK = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, sys.argv[3])
 from engine_vs_piper import load_piper
+from render_peak import peak_rss_mb
 text = "\\n\\n".join([open(sys.argv[1], encoding="utf-8").read()] * int(sys.argv[2]))
 v = load_piper(2)
 t = time.perf_counter()
 n = sum(len(c.audio_float_array) for c in v.synthesize(text))
 print(json.dumps({"audio_s": n / v.config.sample_rate, "elapsed_s": time.perf_counter() - t,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_mb()}))
 """
 
 

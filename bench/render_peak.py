@@ -16,6 +16,18 @@ from hearmylove.engine.config import EngineConfig
 from hearmylove.engine.engine import SAMPLE_RATE, Engine
 
 
+def peak_rss_mb() -> float:
+    """This process image's own high-water mark (VmHWM).
+
+    Not `ru_maxrss`: Linux carries that across exec, so a child started from a large
+    parent (pytest holding Whisper) would report the parent's peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("story")
@@ -28,7 +40,7 @@ def main() -> None:
     started = time.perf_counter()
     samples = sum(len(chunk) for chunk in engine.stream(text))
     elapsed = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(json.dumps({"audio_s": samples / SAMPLE_RATE, "elapsed_s": elapsed, "peak_rss_mb": peak_mb}))
 
 
