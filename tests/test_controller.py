@@ -162,6 +162,27 @@ def test_a_scheduled_tell_happens_at_its_time(rig: Rig) -> None:
     assert rig.c.state is State.RENDERING
 
 
+def test_a_scheduled_tell_survives_a_restart(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.send(p.StoryPut, story_id="fox", title="Fox", text="Once.")
+    rig.send(p.StoryTell, story_id="fox", at=rig.now + timedelta(hours=2))
+    rebooted = Rig(tmp_path)  # same SQLite file, a new controller
+    rebooted.now = rig.now + timedelta(hours=3)
+    rebooted.c.tick()
+    assert rebooted.c.state is State.RENDERING and rebooted.c.current.story.id == "fox"  # type: ignore[union-attr]
+    rebooted.c.tick()
+    assert rebooted.library.scheduled() == []
+
+
+def test_a_scheduled_tell_missed_by_hours_is_reported_not_told(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.send(p.StoryPut, story_id="fox", title="Fox", text="Once.")
+    rig.send(p.StoryTell, story_id="fox", at=rig.now + timedelta(minutes=1))
+    rig.now += timedelta(hours=5)
+    rig.c.tick()
+    assert rig.c.state is State.IDLE and "was missed" in rig.publisher.events[-1].message  # type: ignore[attr-defined]
+
+
 def test_inline_story_oversize_and_unknown_ids_get_clear_errors(tmp_path: Path) -> None:
     rig = Rig(tmp_path, max_story_chars=100)
     reply = rig.send(p.StoryTell, text="x" * 101)

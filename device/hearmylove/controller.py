@@ -24,6 +24,10 @@ from .library import Library, Story
 log = logging.getLogger(__name__)
 
 
+MISSED_AFTER_SECONDS = 3600
+"""A scheduled story more than this late (the speaker was off) is not told at a random hour."""
+
+
 class State(enum.Enum):
     IDLE = "idle"
     RENDERING = "rendering"  # asked to tell; waiting for the first audio
@@ -172,7 +176,7 @@ class Controller:
         self.current: _Playing | None = None
         self._token = 0
         self._sleep_deadline: datetime | None = None
-        self._scheduled: list[tuple[datetime, p.StoryTell]] = []
+        self._next_due = self._soonest_due()
         stored = library.settings()
         self.volume = float(stored.get("volume", 0.5))
         self.player.set_volume(min(self.volume, self.max_volume))
@@ -322,8 +326,9 @@ class Controller:
 
     def _story_tell(self, command: p.StoryTell) -> dict[str, Any]:
         if command.at is not None and command.at > self.clock():
-            self._scheduled.append((command.at, command))
-            self._scheduled.sort(key=lambda pair: pair[0])
+            # Kept in SQLite: a reboot before the time does not lose it.
+            self.library.schedule(command.id, command.at.timestamp(), command.model_dump_json())
+            self._next_due = self._soonest_due()
             return {"scheduled": command.at.isoformat()}
         if self.in_quiet_hours():
             raise p.ProtocolError("quiet_hours", "it is quiet hours at the speaker; only the child can start a story")
@@ -395,12 +400,26 @@ class Controller:
         if self._sleep_deadline and now >= self._sleep_deadline and self.state in (State.PLAYING, State.RENDERING):
             self._stop("sleep_timer")
             self._enter(State.SLEEPING)
-        while self._scheduled and self._scheduled[0][0] <= now:
-            _, command = self._scheduled.pop(0)
+        if self._next_due is None or self._next_due > now.timestamp():
+            return
+        for command_id, due, raw in self.library.scheduled():
+            if due > now.timestamp():
+                break
+            self.library.unschedule(command_id)
+            command = p.StoryTell.model_validate_json(raw)
+            if now.timestamp() - due > MISSED_AFTER_SECONDS:
+                message = f"scheduled story {command.id!r} was missed: the speaker was off at {command.at}"
+                self.publisher.event(p.ErrorEvent(code="not_playing", message=message))
+                continue
             try:
                 self._story_tell(command.model_copy(update={"at": None}))
             except p.ProtocolError as exc:
                 self.publisher.event(p.ErrorEvent(code=exc.code, message=f"scheduled story not told: {exc}"))
+        self._next_due = self._soonest_due()
+
+    def _soonest_due(self) -> float | None:
+        pending = self.library.scheduled()
+        return pending[0][1] if pending else None
 
     # -- playback ------------------------------------------------------------------
 

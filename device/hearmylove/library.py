@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS commands (
     reply TEXT
 );
 CREATE INDEX IF NOT EXISTS commands_by_time ON commands (received_at);
+CREATE TABLE IF NOT EXISTS schedule (
+    command_id TEXT PRIMARY KEY,
+    due REAL NOT NULL,
+    command TEXT NOT NULL
+);
 """
 
 
@@ -165,6 +170,25 @@ class Library:
                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                     (key, json.dumps(value)),
                 )
+
+    # -- scheduled tells --------------------------------------------------------
+
+    def schedule(self, command_id: str, due: float, command_json: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO schedule (command_id, due, command) VALUES (?, ?, ?)",
+                (command_id, due, command_json),
+            )
+
+    def scheduled(self) -> list[tuple[str, float, str]]:
+        """(command id, due as a UNIX time, the command as JSON), soonest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT command_id, due, command FROM schedule ORDER BY due").fetchall()
+        return [(r["command_id"], r["due"], r["command"]) for r in rows]
+
+    def unschedule(self, command_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM schedule WHERE command_id = ?", (command_id,))
 
     # -- command ids -----------------------------------------------------------
 
