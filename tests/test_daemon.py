@@ -189,3 +189,29 @@ def test_the_demo_tells_a_story_into_a_file(tmp_path: Path, model_dir: Path) -> 
 
     audio, rate = sf.read(str(out), dtype="float32")
     assert wer(STORY, transcribe(audio, rate, "en")) <= 0.15
+
+
+def test_the_remote_cli_sends_tells_and_waits_until_the_end(broker: LocalBroker, speaker: Speaker) -> None:
+    cli = [str(Path(sys.executable).parent / "hearmylove-remote")]
+    conn = ["--broker", "127.0.0.1", "--port", str(broker.port), "--no-tls", "--user", PARENT]
+    env = {**os.environ, "HML_PASSWORD": "parent-secret"}
+
+    def remote(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args, *conn], capture_output=True, text=True, timeout=300, env=env)
+
+    with parent(broker) as mum:
+        online(mum)
+    put = remote("put", DEVICE, "--title", "Owl", "--text", "The owl said good night.", "--story-id", "owl")
+    assert put.returncode == 0, put.stderr
+    told = remote("tell", DEVICE, "--story-id", "owl", "--wait", "--timeout", "120")
+    assert told.returncode == 0, told.stderr
+    assert "story.started" in told.stdout and "story.finished" in told.stdout
+    listing = remote("list", DEVICE, "--json")
+    assert json.loads(listing.stdout)["result"]["stories"][0]["times_finished"] == 1
+    quiet = remote("settings", DEVICE, "--quiet", "00:00-23:59", "--max-volume", "0.5")
+    assert quiet.returncode == 0, quiet.stderr
+    refused = remote("tell", DEVICE, "--story-id", "owl")
+    assert refused.returncode == 1 and "quiet_hours" in refused.stderr
+    wrong = subprocess.run([*cli, "ping", DEVICE, *conn], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "HML_PASSWORD": "nope"})
+    assert wrong.returncode == 2 and "refused the login" in wrong.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import BrokerError
 from .protocol import TOPIC_ROOT
+from .tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -56,40 +57,89 @@ def acl_text(accounts: list[Account]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Listener:
+    port: int
+    websockets: bool = False
+    tls: bool = False
+    bind: str = "127.0.0.1"
+
+
+def mosquitto_conf(folder: Path, listeners: list[Listener], tls: TlsFiles | None, persistence: Path) -> str:
+    """The broker's configuration: the same shape for the family broker and the tests."""
+    lines = [
+        "# Hear My Love family broker (written by hearmylove; edit the family registry, not this file)",
+        "per_listener_settings false",
+        "allow_anonymous false",
+        f"password_file {folder / 'passwords'}",
+        f"acl_file {folder / 'acl'}",
+        "persistence true",
+        f"persistence_location {persistence}/",
+        "autosave_interval 60",
+        "max_inflight_messages 20",
+        "max_queued_messages 1000",
+    ]
+    for listener in listeners:
+        lines += ["", f"listener {listener.port} {listener.bind}".rstrip()]
+        if listener.websockets:
+            lines.append("protocol websockets")
+        if listener.tls:
+            if tls is None:
+                raise BrokerError(f"listener {listener.port} wants TLS but no certificate was made")
+            lines += [
+                f"cafile {tls.ca_cert}",
+                f"certfile {tls.server_cert}",
+                f"keyfile {tls.server_key}",
+                "tls_version tlsv1.2",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def set_password(passwords: Path, username: str, password: str) -> None:
+    """Add or change one account in Mosquitto's password file (stored hashed)."""
+    tool = shutil.which("mosquitto_passwd")
+    if tool is None:
+        raise BrokerError("mosquitto_passwd not found; install it with: apt-get install mosquitto")
+    if not passwords.exists():
+        passwords.touch(mode=0o600)
+    subprocess.run([tool, "-b", str(passwords), username, password], check=True, capture_output=True)
+
+
 @dataclass
 class LocalBroker:
+    """A real Mosquitto child process on loopback, configured by `mosquitto_conf`."""
+
     folder: Path
     accounts: list[Account]
     port: int = field(default_factory=free_port)
+    """Plain MQTT on 127.0.0.1 (the demo and most tests)."""
     websocket_port: int | None = None
+    tls: TlsFiles | None = None
+    tls_port: int | None = None
+    wss_port: int | None = None
     _process: subprocess.Popen[bytes] | None = None
+
+    def listeners(self) -> list[Listener]:
+        found = [Listener(self.port)]
+        if self.websocket_port:
+            found.append(Listener(self.websocket_port, websockets=True))
+        if self.tls_port:
+            found.append(Listener(self.tls_port, tls=True))
+        if self.wss_port:
+            found.append(Listener(self.wss_port, websockets=True, tls=True))
+        return found
 
     def _write_config(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         passwords = self.folder / "passwords"
-        passwords.write_text("")
-        tool = shutil.which("mosquitto_passwd")
-        if tool is None:
-            raise BrokerError("mosquitto_passwd not found; install it with: apt-get install mosquitto")
+        passwords.unlink(missing_ok=True)
         for account in self.accounts:
-            subprocess.run([tool, "-b", str(passwords), account.username, account.password], check=True)
+            set_password(passwords, account.username, account.password)
         (self.folder / "acl").write_text(acl_text(self.accounts))
-        lines = [
-            # Started as root, mosquitto would switch to its own user and lose our private files.
-            f"user {getpass.getuser()}",
-            "per_listener_settings false",
-            "allow_anonymous false",
-            f"password_file {passwords}",
-            f"acl_file {self.folder / 'acl'}",
-            "persistence true",
-            f"persistence_location {self.folder}/",
-            "autosave_interval 1",
-            f"listener {self.port} 127.0.0.1",
-        ]
-        if self.websocket_port:
-            lines += [f"listener {self.websocket_port} 127.0.0.1", "protocol websockets"]
+        # Started as root, mosquitto would switch to its own user and lose our private files.
+        text = f"user {getpass.getuser()}\n" + mosquitto_conf(self.folder, self.listeners(), self.tls, self.folder)
         conf = self.folder / "mosquitto.conf"
-        conf.write_text("\n".join(lines) + "\n")
+        conf.write_text(text.replace("autosave_interval 60", "autosave_interval 1"))
         return conf
 
     def start(self, timeout: float = 10.0) -> LocalBroker:

@@ -1,0 +1,163 @@
+"""The family broker's accounts: which parents may talk to which speakers.
+
+The registry (`families.json` in the broker's folder) is the source of truth; the ACL
+file and the Mosquitto config are written from it every time it changes, and each new
+account's password is hashed into Mosquitto's password file and shown once.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import secrets
+import signal
+import subprocess
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from hearmylove.broker import Account, Listener, acl_text, mosquitto_conf, set_password
+from hearmylove.errors import BrokerError, ConfigError
+from hearmylove.tls import make_tls
+
+Name = str
+_NAME = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
+
+
+class Family(BaseModel):
+    parents: list[Name] = Field(default_factory=list)
+    devices: list[Name] = Field(default_factory=list)
+
+
+class Registry(BaseModel):
+    host: str
+    """The broker's public name or address: its TLS certificate is made for it."""
+    mqtt_port: int = 8883
+    wss_port: int = 8884
+    bind: str = ""
+    """Address to listen on ("" for all)."""
+    persistence: Path = Path("/var/lib/mosquitto")
+    families: dict[Name, Family] = Field(default_factory=dict)
+
+
+class Broker:
+    """A broker folder: registry, passwords, ACL, TLS files and mosquitto.conf."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.registry_file = self.folder / "families.json"
+
+    def init(
+        self, host: str, mqtt_port: int = 8883, wss_port: int = 8884, bind: str = "", persistence: Path | None = None
+    ) -> Registry:
+        if self.registry_file.exists():
+            raise ConfigError(f"{self.registry_file} exists already; this broker is set up")
+        registry = Registry(
+            host=host,
+            mqtt_port=mqtt_port,
+            wss_port=wss_port,
+            bind=bind,
+            persistence=persistence or Path("/var/lib/mosquitto"),
+        )
+        self.save(registry)
+        return registry
+
+    def load(self) -> Registry:
+        try:
+            return Registry.model_validate_json(self.registry_file.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"no broker in {self.folder}; run: hearmylove-remote broker init") from None
+
+    def save(self, registry: Registry) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.registry_file.with_suffix(".tmp")
+        tmp.write_text(registry.model_dump_json(indent=2) + "\n")
+        os.replace(tmp, self.registry_file)
+        self._write(registry)
+
+    def _write(self, registry: Registry) -> None:
+        tls = make_tls(self.folder / "tls", [registry.host])
+        listeners = [
+            Listener(registry.mqtt_port, tls=True, bind=registry.bind),
+            Listener(registry.wss_port, websockets=True, tls=True, bind=registry.bind),
+        ]
+        accounts = [
+            Account(parent, "", devices=tuple(family.devices))
+            for family in registry.families.values()
+            for parent in family.parents
+        ]
+        (self.folder / "acl").write_text(acl_text(accounts))
+        (self.folder / "mosquitto.conf").write_text(mosquitto_conf(self.folder, listeners, tls, registry.persistence))
+        self._share_with_mosquitto()
+
+    def _share_with_mosquitto(self) -> None:
+        """Mosquitto reads these files as its own user after it drops root."""
+        try:
+            gid = grp.getgrnam("mosquitto").gr_gid
+        except KeyError:
+            return
+        for name in ("passwords", "acl", "tls/server.key"):
+            path = self.folder / name
+            if path.exists() and os.geteuid() == 0:
+                os.chown(path, -1, gid)
+                path.chmod(0o640)
+
+    def _add_account(self, username: str) -> str:
+        password = secrets.token_urlsafe(18)
+        set_password(self.folder / "passwords", username, password)
+        return password
+
+    def _check_new(self, registry: Registry, name: str) -> None:
+        import re
+
+        if not re.match(_NAME, name):
+            raise ConfigError(
+                f"{name!r} is not a valid name: use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit"
+            )
+        taken = {n for f in registry.families.values() for n in (*f.parents, *f.devices)} | set(registry.families)
+        if name in taken:
+            raise ConfigError(f"the name {name!r} is taken already")
+
+    def add_family(self, family: str, parents: list[str], devices: list[str]) -> dict[str, str]:
+        """Create a family with its parents and speakers; returns each new account's password."""
+        registry = self.load()
+        self._check_new(registry, family)
+        for name in (*parents, *devices):
+            self._check_new(registry, name)
+        if len(set(parents) | set(devices)) != len(parents) + len(devices):
+            raise ConfigError("a name is given twice")
+        registry.families[family] = Family(parents=list(parents), devices=list(devices))
+        passwords = {name: self._add_account(name) for name in (*parents, *devices)}
+        self.save(registry)
+        return passwords
+
+    def add_member(self, family: str, name: str, kind: str) -> str:
+        registry = self.load()
+        if family not in registry.families:
+            raise ConfigError(f"no family {family!r}; families: {', '.join(registry.families) or 'none yet'}")
+        self._check_new(registry, name)
+        members = registry.families[family]
+        (members.parents if kind == "parent" else members.devices).append(name)
+        password = self._add_account(name)
+        self.save(registry)
+        return password
+
+    def reload(self, pid_file: Path = Path("/run/mosquitto/mosquitto.pid")) -> bool:
+        """Ask a running Mosquitto to re-read passwords and ACLs (SIGHUP)."""
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)
+            return True
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            try:
+                subprocess.run(["pkill", "-HUP", "-x", "mosquitto"], check=True, capture_output=True)
+                return True
+            except (FileNotFoundError, subprocess.CalledProcessError):
+                return False
+
+    def describe(self) -> str:
+        registry = self.load()
+        return json.dumps(registry.model_dump(mode="json")["families"], indent=2)
+
+
+__all__ = ["Broker", "BrokerError", "Family", "Registry"]
