@@ -12,7 +12,8 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from pydantic import ValidationError
 
-from hearmylove.controls import Action, Controls, ControlsConfig, LedPattern
+from hearmylove.controller import Button, Light
+from hearmylove.controls import Controls, ControlsConfig
 
 HOLD = 0.3
 DOUBLE = 0.2
@@ -29,12 +30,12 @@ def factory() -> Iterator[MockFactory]:
 
 
 @pytest.fixture
-def actions() -> queue.Queue[Action]:
+def actions() -> queue.Queue[Button]:
     return queue.Queue()
 
 
 @pytest.fixture
-def controls(factory: MockFactory, actions: queue.Queue[Action]) -> Iterator[Controls]:
+def controls(factory: MockFactory, actions: queue.Queue[Button]) -> Iterator[Controls]:
     with Controls(CONFIG, actions.put, pin_factory=factory) as controls:
         yield controls
 
@@ -46,7 +47,7 @@ def tap(pin: MockPWMPin, gap: float = 0.03) -> None:
     pin.drive_high()
 
 
-def assert_quiet(actions: queue.Queue[Action], seconds: float = QUIET) -> None:
+def assert_quiet(actions: queue.Queue[Button], seconds: float = QUIET) -> None:
     with pytest.raises(queue.Empty):
         extra = actions.get(timeout=seconds)
         pytest.fail(f"unexpected extra action {extra}")
@@ -60,57 +61,57 @@ def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> None:
 
 
 def test_single_press_is_play_pause_after_the_double_press_window(
-    controls: Controls, factory: MockFactory, actions: queue.Queue[Action]
+    controls: Controls, factory: MockFactory, actions: queue.Queue[Button]
 ) -> None:
     tap(factory.pin(CONFIG.big_button_pin))
     released = time.monotonic()
-    assert actions.get(timeout=2) == Action.PLAY_PAUSE
+    assert actions.get(timeout=2) == Button.PLAY_PAUSE
     assert time.monotonic() - released >= DOUBLE * 0.9
     assert_quiet(actions)
 
 
-def test_double_press_is_one_repeat(controls: Controls, factory: MockFactory, actions: queue.Queue[Action]) -> None:
+def test_double_press_is_one_repeat(controls: Controls, factory: MockFactory, actions: queue.Queue[Button]) -> None:
     big = factory.pin(CONFIG.big_button_pin)
     tap(big)
     time.sleep(0.05)
     tap(big)
-    assert actions.get(timeout=2) == Action.REPEAT
+    assert actions.get(timeout=2) == Button.REPEAT
     assert_quiet(actions)
 
 
 def test_second_press_held_long_is_still_only_repeat(
-    controls: Controls, factory: MockFactory, actions: queue.Queue[Action]
+    controls: Controls, factory: MockFactory, actions: queue.Queue[Button]
 ) -> None:
     big = factory.pin(CONFIG.big_button_pin)
     tap(big)
     tap(big, gap=HOLD * 2)
-    assert actions.get(timeout=2) == Action.REPEAT
+    assert actions.get(timeout=2) == Button.REPEAT
     assert_quiet(actions)
 
 
 def test_hold_is_next_while_still_held_and_release_adds_nothing(
-    controls: Controls, factory: MockFactory, actions: queue.Queue[Action]
+    controls: Controls, factory: MockFactory, actions: queue.Queue[Button]
 ) -> None:
     big = factory.pin(CONFIG.big_button_pin)
     big.drive_low()
-    assert actions.get(timeout=2) == Action.NEXT
+    assert actions.get(timeout=2) == Button.NEXT
     assert big.state is False  # still held when NEXT arrived
     big.drive_high()
     assert_quiet(actions)
 
 
-def test_heart_is_immediate(controls: Controls, factory: MockFactory, actions: queue.Queue[Action]) -> None:
+def test_heart_is_immediate(controls: Controls, factory: MockFactory, actions: queue.Queue[Button]) -> None:
     tap(factory.pin(CONFIG.heart_button_pin))
-    assert actions.get_nowait() == Action.HEART
+    assert actions.get_nowait() == Button.HEART
     assert_quiet(actions, 0.1)
 
 
 def test_failing_handler_is_logged_and_buttons_keep_working(
     factory: MockFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    got: queue.Queue[Action] = queue.Queue()
+    got: queue.Queue[Button] = queue.Queue()
 
-    def handler(action: Action) -> None:
+    def handler(action: Button) -> None:
         got.put(action)
         if got.qsize() == 1:
             raise RuntimeError("handler broke")
@@ -120,11 +121,11 @@ def test_failing_handler_is_logged_and_buttons_keep_working(
         tap(heart)
         tap(heart)
         tap(factory.pin(CONFIG.big_button_pin))
-        assert [got.get(timeout=2) for _ in range(3)] == [Action.HEART, Action.HEART, Action.PLAY_PAUSE]
+        assert [got.get(timeout=2) for _ in range(3)] == [Button.HEART, Button.HEART, Button.PLAY_PAUSE]
     assert "HEART" in caplog.text and "handler broke" in caplog.text
 
 
-def test_close_drops_a_pending_play_pause(factory: MockFactory, actions: queue.Queue[Action]) -> None:
+def test_close_drops_a_pending_play_pause(factory: MockFactory, actions: queue.Queue[Button]) -> None:
     controls = Controls(CONFIG, actions.put, pin_factory=factory)
     tap(factory.pin(CONFIG.big_button_pin))
     controls.close()
@@ -134,18 +135,18 @@ def test_close_drops_a_pending_play_pause(factory: MockFactory, actions: queue.Q
 
 def test_playing_is_solid_at_brightness_and_off_is_dark(controls: Controls, factory: MockFactory) -> None:
     led = factory.pin(CONFIG.led_pin)
-    controls.led(LedPattern.PLAYING)
-    assert controls.pattern == LedPattern.PLAYING
+    controls.led(Light.PLAYING)
+    assert controls.pattern == Light.PLAYING
     assert led.state == pytest.approx(0.5)
-    controls.led(LedPattern.OFF)
+    controls.led(Light.OFF)
     assert led.state == 0
 
 
-def blink_intervals(controls: Controls, led: MockPWMPin, pattern: LedPattern, toggles: int) -> list[float]:
+def blink_intervals(controls: Controls, led: MockPWMPin, pattern: Light, toggles: int) -> list[float]:
     led.clear_states()
     controls.led(pattern)
     wait_for(lambda: len(led.states) >= toggles + 2)
-    controls.led(LedPattern.OFF)
+    controls.led(Light.OFF)
     states = led.states[: toggles + 2]
     assert {s.state for s in states[1:]} == {0.5, 0.0}  # full brightness scaled to 0.5, and dark
     return [s.timestamp for s in states[2:]]  # time each state lasted before the next toggle
@@ -153,8 +154,8 @@ def blink_intervals(controls: Controls, led: MockPWMPin, pattern: LedPattern, to
 
 def test_blinks_toggle_at_their_rates(controls: Controls, factory: MockFactory) -> None:
     led = factory.pin(CONFIG.led_pin)
-    error = statistics.median(blink_intervals(controls, led, LedPattern.ERROR, toggles=6))
-    new_story = statistics.median(blink_intervals(controls, led, LedPattern.NEW_STORY, toggles=3))
+    error = statistics.median(blink_intervals(controls, led, Light.ERROR, toggles=6))
+    new_story = statistics.median(blink_intervals(controls, led, Light.NEW_STORY, toggles=3))
     assert 0.07 < error < 0.2  # 5 Hz: 0.1 s on, 0.1 s off
     assert 0.4 < new_story < 0.7  # 1 Hz: 0.5 s on, 0.5 s off
 
@@ -162,7 +163,7 @@ def test_blinks_toggle_at_their_rates(controls: Controls, factory: MockFactory) 
 def test_ready_breathes_through_intermediate_values(controls: Controls, factory: MockFactory) -> None:
     led = factory.pin(CONFIG.led_pin)
     led.clear_states()
-    controls.led(LedPattern.READY)
+    controls.led(Light.READY)
     wait_for(lambda: sum(0 < s.state < 0.5 for s in led.states) >= 5)
     assert max(s.state for s in led.states) <= 0.5
 

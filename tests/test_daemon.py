@@ -212,6 +212,11 @@ def test_the_remote_cli_sends_tells_and_waits_until_the_end(broker: LocalBroker,
     assert quiet.returncode == 0, quiet.stderr
     refused = remote("tell", DEVICE, "--story-id", "owl")
     assert refused.returncode == 1 and "quiet_hours" in refused.stderr
-    wrong = subprocess.run([*cli, "ping", DEVICE, *conn], capture_output=True, text=True, timeout=60,
-                           env={**os.environ, "HML_PASSWORD": "nope"})
+    wrong = subprocess.run(
+        [*cli, "ping", DEVICE, *conn],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HML_PASSWORD": "nope"},
+    )
     assert wrong.returncode == 2 and "refused the login" in wrong.stderr

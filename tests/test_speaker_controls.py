@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hearmylove.audio import WavFileOutput
 from hearmylove.broker import Account, LocalBroker
 from hearmylove.config import DaemonConfig
-from hearmylove.controls import LedPattern
+from hearmylove.controller import Light
 from hearmylove.daemon import Daemon
 from hearmylove.engine.engine import Engine
 from hearmylove.mqtt import Incoming
@@ -63,7 +63,7 @@ def test_buttons_tell_stories_and_the_light_follows(rig: tuple[Daemon, Remote, M
     big, heart, led = factory.pin(17), factory.pin(27), factory.pin(18)
     for story_id, text in (("moon", "The moon said good night."), ("sun", "The sun said good morning.")):
         assert dad.send(DEVICE, "story.put", story_id=story_id, title=story_id, text=text, lang="en").ok
-    assert daemon.controls.pattern is LedPattern.NEW_STORY
+    assert daemon.controls.pattern is Light.NEW_STORY
 
     press(heart)
     dad.wait_for("event", "button.heart", timeout=10)
@@ -71,7 +71,7 @@ def test_buttons_tell_stories_and_the_light_follows(rig: tuple[Daemon, Remote, M
     press(big)  # a single press plays the newest story nobody has heard
     started = dad.wait_for("event", "story.started", timeout=60)
     assert started.payload["story_id"] == "sun"
-    assert daemon.controls.pattern is LedPattern.PLAYING and led.state == pytest.approx(0.6)
+    assert daemon.controls.pattern is Light.PLAYING and led.state == pytest.approx(0.6)
     dad.wait_for("event", "story.finished", timeout=60)
 
     press(big, seconds=0.8)  # hold: the next story
@@ -83,7 +83,7 @@ def test_buttons_tell_stories_and_the_light_follows(rig: tuple[Daemon, Remote, M
     press(big)  # double press: again from the start
     assert dad.wait_for("event", "story.started", timeout=60).payload["story_id"] == "moon"
     dad.wait_for("event", "story.finished", timeout=60)
-    assert daemon.controls.pattern is LedPattern.READY
+    assert daemon.controls.pattern is Light.READY
 
     assert dad.send(DEVICE, "settings.put", settings={"led_brightness": 0.2}).ok
     assert daemon.controls.brightness == pytest.approx(0.2)

@@ -38,18 +38,30 @@ class State(enum.Enum):
 
 
 class Button(enum.Enum):
+    """What the child asked for (the GPIO adapter turns presses into these)."""
+
     PLAY_PAUSE = "play_pause"
+    """Single press of the big button."""
     NEXT = "next"
+    """Big button held for `hold_seconds`."""
     REPEAT = "repeat"
+    """Two presses of the big button within `double_press_seconds`."""
     HEART = "heart"
+    """Heart button pressed."""
 
 
 class Light(enum.Enum):
+    """What the LED tells the child."""
+
     OFF = "off"
     READY = "ready"
+    """Slow breathing: waiting for a press."""
     PLAYING = "playing"
+    """Solid on."""
     NEW_STORY = "new_story"
+    """Blinking about once a second: a parent sent a story."""
     ERROR = "error"
+    """Fast blink, about 5 Hz."""
 
 
 class PlayerPort(Protocol):

@@ -7,7 +7,6 @@ action handler is logged and the buttons keep working. Timings and pins come fro
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 import threading
@@ -17,6 +16,8 @@ from types import TracebackType
 
 import gpiozero
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .controller import Button, Light
 
 log = logging.getLogger(__name__)
 
@@ -57,34 +58,7 @@ class ControlsConfig(BaseModel):
         return self
 
 
-class Action(enum.Enum):
-    """What the child asked for."""
-
-    PLAY_PAUSE = "play_pause"
-    """Single press of the big button."""
-    NEXT = "next"
-    """Big button held for `hold_seconds`."""
-    REPEAT = "repeat"
-    """Two presses of the big button within `double_press_seconds`."""
-    HEART = "heart"
-    """Heart button pressed."""
-
-
-class LedPattern(enum.Enum):
-    """What the LED tells the child."""
-
-    OFF = "off"
-    READY = "ready"
-    """Slow breathing: waiting for a press."""
-    PLAYING = "playing"
-    """Solid on."""
-    NEW_STORY = "new_story"
-    """Blinking about once a second: a parent sent a story."""
-    ERROR = "error"
-    """Fast blink, about 5 Hz."""
-
-
-BLINK_HZ = {LedPattern.NEW_STORY: 1.0, LedPattern.ERROR: 5.0}
+BLINK_HZ = {Light.NEW_STORY: 1.0, Light.ERROR: 5.0}
 
 
 def _breathing(brightness: float) -> Iterator[float]:
@@ -94,7 +68,7 @@ def _breathing(brightness: float) -> Iterator[float]:
 
 
 class Controls:
-    """Turns button edges into `Action`s and shows `LedPattern`s.
+    """Turns button edges into `Button`s and shows `Light`s.
 
     Big-button timing: a short press waits `double_press_seconds` after release before it
     becomes PLAY_PAUSE, because only then is it known not to be the first of a double press.
@@ -104,7 +78,7 @@ class Controls:
     def __init__(
         self,
         config: ControlsConfig,
-        on_action: Callable[[Action], None],
+        on_action: Callable[[Button], None],
         pin_factory: gpiozero.Factory | None = None,
     ) -> None:
         self.config = config
@@ -115,7 +89,7 @@ class Controls:
         self._used = False
         self._pending: threading.Timer | None = None
         self._closed = False
-        self._pattern = LedPattern.OFF
+        self._pattern = Light.OFF
         self._brightness = config.led_brightness
         self._devices: list[gpiozero.Device] = []
         bounce = config.bounce_ms / 1000 or None
@@ -154,7 +128,7 @@ class Controls:
                 self._pending.cancel()
                 self._pending = None
         if second:
-            self._emit(Action.REPEAT)
+            self._emit(Button.REPEAT)
 
     def _big_held(self) -> None:
         with self._lock:
@@ -162,7 +136,7 @@ class Controls:
             if self._closed or not self._down or self._used:
                 return
             self._used = True
-        self._emit(Action.NEXT)
+        self._emit(Button.NEXT)
 
     def _big_released(self) -> None:
         with self._lock:
@@ -180,13 +154,13 @@ class Controls:
             if self._closed or self._pending is not threading.current_thread():
                 return
             self._pending = None
-        self._emit(Action.PLAY_PAUSE)
+        self._emit(Button.PLAY_PAUSE)
 
     def _heart_pressed(self) -> None:
         if not self._closed:
-            self._emit(Action.HEART)
+            self._emit(Button.HEART)
 
-    def _emit(self, action: Action) -> None:
+    def _emit(self, action: Button) -> None:
         """Call on_action; a child's button must never take the daemon down."""
         log.debug("button action %s", action.name)
         try:
@@ -197,7 +171,7 @@ class Controls:
     # -- LED --
 
     @property
-    def pattern(self) -> LedPattern:
+    def pattern(self) -> Light:
         return self._pattern
 
     @property
@@ -210,11 +184,11 @@ class Controls:
         if brightness == self._brightness:
             return
         self._brightness = brightness
-        pattern, self._pattern = self._pattern, LedPattern.OFF
-        self.led(LedPattern.OFF)
+        pattern, self._pattern = self._pattern, Light.OFF
+        self.led(Light.OFF)
         self.led(pattern)
 
-    def led(self, pattern: LedPattern) -> None:
+    def led(self, pattern: Light) -> None:
         """Show `pattern`; setting the pattern already shown leaves it running undisturbed."""
         brightness = self._brightness
         with self._led_lock:
@@ -222,14 +196,14 @@ class Controls:
                 return
             self._led.source = None  # stops the running pattern's thread
             match pattern:
-                case LedPattern.OFF:
+                case Light.OFF:
                     self._led.off()
-                case LedPattern.PLAYING:
+                case Light.PLAYING:
                     self._led.value = brightness
-                case LedPattern.READY:
+                case Light.READY:
                     self._led.source_delay = 1 / BREATH_FPS
                     self._led.source = _breathing(brightness)
-                case LedPattern.NEW_STORY | LedPattern.ERROR:
+                case Light.NEW_STORY | Light.ERROR:
                     # gpiozero's blink() always lights at full duty; a source can be dimmed.
                     self._led.source_delay = 0.5 / BLINK_HZ[pattern]
                     self._led.source = cycle([brightness, 0.0])

@@ -20,8 +20,8 @@ from . import __version__
 from . import protocol as p
 from .audio import Player, SoundDeviceOutput
 from .config import DaemonConfig
-from .controller import Button, Controller, Light, Limits, Pressed, Rendered, RenderFailed
-from .controls import Action, Controls, LedPattern
+from .controller import Controller, Light, Limits, Pressed, Rendered, RenderFailed
+from .controls import Controls
 from .engine.cache import RenderCache
 from .engine.engine import ENGINE_VERSION, Engine
 from .library import Library
@@ -29,9 +29,6 @@ from .mqtt import Incoming, MqttLink
 from .renderer import Renderer
 
 log = logging.getLogger(__name__)
-
-_LIGHTS = {light: LedPattern[light.name] for light in Light}
-_BUTTONS = {action: Button[action.name] for action in Action}
 
 
 def sd_notify(message: str) -> None:
@@ -73,7 +70,7 @@ class Daemon:
             pin_factory = MockFactory(pin_class=MockPWMPin)
         self.controls = Controls(
             config.controls,
-            on_action=lambda action: self.inputs.put(Pressed(_BUTTONS[action])),
+            on_action=lambda button: self.inputs.put(Pressed(button)),
             pin_factory=pin_factory,
         )
         story = config.story
@@ -98,7 +95,7 @@ class Daemon:
         brightness = self.library.settings().get("led_brightness")
         if brightness is not None:
             self.controls.set_brightness(float(brightness))
-        self.controls.led(_LIGHTS[light])
+        self.controls.led(light)
 
     def command(self, incoming: Incoming) -> p.Reply:
         """Parse, execute once, reply, then acknowledge: a crash before the ack means redelivery."""
