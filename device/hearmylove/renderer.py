@@ -36,6 +36,7 @@ class Renderer:
         self._idle = threading.Event()  # cleared while a story streams to the listener
         self._idle.set()
         self._cancelled: set[str] = set()
+        self._closing = threading.Event()
         self._lock = threading.Lock()
         self._worker = threading.Thread(target=self._work, name="hml-render", daemon=True)
         self._worker.start()
@@ -108,15 +109,19 @@ class Renderer:
         writer = self._cache.write(key, stream)
         try:
             for _ in writer:
-                self._idle.wait()
+                while not self._idle.wait(0.5):  # a live story has the CPU
+                    if self._closing.is_set():
+                        return
                 with self._lock:
-                    if story.id in self._cancelled:
-                        log.info("render of %s cancelled", story.id)
+                    if story.id in self._cancelled or self._closing.is_set():
+                        log.info("render of %s stopped before the end", story.id)
                         return
         finally:
             writer.close()
         self._on_ready(story.id, self.duration(story) or 0.0)
 
     def close(self) -> None:
+        """Stop between two chunks (the partial file is removed) and end the worker."""
+        self._closing.set()
         self._jobs.put(None)
-        self._worker.join(timeout=5)
+        self._worker.join(timeout=30)
