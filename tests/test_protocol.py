@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -92,3 +93,10 @@ def test_fuzzed_payloads_give_a_command_or_a_protocol_error(name: str, payload: 
         assert exc.code in ("bad_json", "unknown_command", "invalid", "too_large") and str(exc)
     else:
         assert command.NAME == name
+
+
+def test_the_committed_schema_for_the_web_app_is_current() -> None:
+    committed = Path(__file__).resolve().parents[1] / "docs" / "protocol.schema.json"
+    assert json.loads(committed.read_text()) == json.loads(json.dumps(p.json_schema())), (
+        "the protocol changed: run `hearmylove schema > docs/protocol.schema.json`"
+    )

@@ -128,6 +128,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(text, Path(args.out) if args.out else None, lang=args.lang, timeout=args.timeout)
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from .protocol import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True, ensure_ascii=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hearmylove", description="Stories in a parent's voice.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -162,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", help="write what PortAudio played into this WAV instead of the sound card")
     demo.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     demo.set_defaults(func=cmd_demo)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the MQTT protocol (for the web app)")
+    schema.set_defaults(func=cmd_schema)
 
     voices = sub.add_parser("voices", help="list the voices this speaker has")
     voices.set_defaults(func=cmd_voices)
