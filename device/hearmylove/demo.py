@@ -20,7 +20,7 @@ from pathlib import Path
 import soundfile as sf
 
 from .broker import Account, LocalBroker
-from .errors import HearMyLoveError
+from .errors import AudioError, HearMyLoveError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,12 @@ def run_demo(text: str, out: Path | None, lang: str = "auto", timeout: float = 6
                 },
             )
             _say("loading the speech engine")
-            daemon = Daemon(config)
+            try:
+                daemon = Daemon(config)
+            except AudioError as exc:
+                if out is not None:
+                    raise
+                raise AudioError(f"{exc}. No sound card here? Write the story to a file: --out told.wav") from exc
             stop = threading.Event()
             thread = threading.Thread(target=daemon.run, args=(stop,), name="hml-daemon", daemon=True)
             thread.start()
