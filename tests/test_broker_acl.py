@@ -178,3 +178,27 @@ def test_the_admin_command_refuses_taken_and_bad_names(tmp_path: Path) -> None:
     assert nofam.returncode == 2 and "no family 'zhao'" in nofam.stderr
     acl = (tmp_path / "b" / "acl").read_text()
     assert "user mum" in acl and "topic write hml/v1/kid-a/cmd/#" in acl
+
+
+def test_the_speakers_own_link_connects_over_tls_with_the_family_ca(family_broker: Running) -> None:
+    from hearmylove.config import MqttConfig
+    from hearmylove.mqtt import MqttLink
+
+    mum = subscribed(client(family_broker, "mum"), "hml/v1/kid-a/availability")
+    config = MqttConfig(
+        host="127.0.0.1",
+        port=family_broker.mqtt_port,
+        tls=True,
+        ca_file=Path(family_broker.ca),
+        username="kid-a",
+        password=family_broker.passwords["kid-a"],
+    )
+    link = MqttLink(config, "kid-a", on_command=lambda incoming: None)
+    link.start()
+    try:
+        assert link.connected.wait(TIMEOUT), "the speaker could not connect over TLS"
+        topic, payload = mum.inbox.get(timeout=TIMEOUT)  # type: ignore[attr-defined]
+        assert (topic, payload) == ("hml/v1/kid-a/availability", b"online")
+    finally:
+        link.stop()
+    assert mum.inbox.get(timeout=TIMEOUT)[1] == b"offline"  # type: ignore[attr-defined]
