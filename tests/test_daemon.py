@@ -220,3 +220,23 @@ def test_the_remote_cli_sends_tells_and_waits_until_the_end(broker: LocalBroker,
         env={**os.environ, "HML_PASSWORD": "nope"},
     )
     assert wrong.returncode == 2 and "refused the login" in wrong.stderr
+
+
+def test_the_daemon_tells_systemd_it_is_ready_and_alive(tmp_path: Path, broker: LocalBroker, model_dir: Path) -> None:
+    import socket
+
+    notify = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify))
+    sock.settimeout(120)
+    speaker = Speaker(tmp_path, broker)
+    speaker.env["NOTIFY_SOCKET"] = str(notify)
+    speaker.start()
+    try:
+        messages = [sock.recv(256).decode() for _ in range(2)]
+        assert messages == ["READY=1", "WATCHDOG=1"]
+        speaker.stop()
+        assert sock.recv(256).decode() == "STOPPING=1"
+    finally:
+        speaker.stop()
+        sock.close()
