@@ -59,7 +59,8 @@ class StoryConfig(BaseModel):
 
     max_story_chars: int = Field(50_000, ge=100, le=200_000)
     """Longest story text accepted (about 50 minutes of speech at the default)."""
-    max_payload_bytes: int = Field(256 * 1024, ge=1024)
+    max_payload_bytes: int = Field(1024 * 1024, ge=1024)
+    """Largest command accepted (a long Mandarin story, or a voice pack, fits)."""
     quiet_hours: QuietHours | None = None
     """Default quiet hours (a parent may change them); e.g. {start = "20:30", end = "07:00"}."""
     sleep_timer_minutes: int = Field(0, ge=0, le=240)
@@ -79,6 +80,8 @@ class DaemonConfig(BaseSettings):
     controls: ControlsConfig = ControlsConfig()
     engine: EngineConfig = EngineConfig()
     story: StoryConfig = StoryConfig()
+    trusted_keys: list[str] = Field(default_factory=list)
+    """Studio public keys (PEM or base64 ed25519) whose voice packs this speaker accepts."""
     simulate_pins: bool = False
     """Use gpiozero's MockFactory instead of real GPIO (development, demo)."""
 

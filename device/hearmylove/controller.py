@@ -92,6 +92,15 @@ class RendererPort(Protocol):
         ...
 
 
+class VoicesPort(Protocol):
+    def install(self, encoded: str) -> Any:
+        """Verify and install a base64 voice pack; returns its manifest (voice_id, display_name)."""
+        ...
+
+    def played(self, voice_id: str) -> None: ...
+    def ids(self) -> list[str]: ...
+
+
 class Publisher(Protocol):
     def event(self, event: p.Event) -> None: ...
     def state(self, state: p.DeviceState) -> None: ...
@@ -174,7 +183,9 @@ class Controller:
         limits: Limits | None = None,
         versions: dict[str, str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+        voices: VoicesPort | None = None,
     ) -> None:
+        self.voices = voices
         self.library = library
         self.renderer = renderer
         self.player = player
@@ -277,12 +288,28 @@ class Controller:
             p.PlaybackNext: self._playback_next,
             p.VolumeSet: lambda c: {"volume": self._set_volume(c.volume)},
             p.SettingsPut: self._settings_put,
-            p.Ping: lambda _: {"pong": True, "state": self.state.value},
+            p.VoiceInstall: self._voice_install,
+            p.Ping: lambda _: {
+                "pong": True,
+                "state": self.state.value,
+                "voices": self.voices.ids() if self.voices else [],
+            },
         }
         handler = handlers.get(type(command))
         if handler is None:
             raise p.ProtocolError("unknown_command", f"unhandled command {command.NAME!r}")
         return handler(command)
+
+    def _voice_install(self, command: p.VoiceInstall) -> dict[str, Any]:
+        if self.voices is None:
+            raise p.ProtocolError("invalid", "this speaker takes no voice packs (no voice store configured)")
+        manifest = self.voices.install(command.pack)
+        if command.activate:
+            self.library.put_settings({"voice": manifest.voice_id})
+            for story in self.library.stories():
+                if story.voice is None:
+                    self.renderer.prerender(story)  # the family's voice: render again ahead of time
+        return {"voice_id": manifest.voice_id, "display_name": manifest.display_name, "active": command.activate}
 
     def _story_delete(self, command: p.StoryDelete) -> dict[str, Any]:
         if self.current and self.current.story.id == command.story_id:
@@ -497,6 +524,9 @@ class Controller:
             return
         if completed:
             self.library.finished(playing.story.id)
+            voice = playing.story.voice or self.library.settings().get("voice")
+            if self.voices is not None and voice:
+                self.voices.played(voice)  # the new pack has played: the one it replaced can go
             duration = self.renderer.duration(playing.story)
             if duration:
                 self.library.set_duration(playing.story.id, duration)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, basemodel
 from . import protocol as p
 from .audio import Player, SoundDeviceOutput
 from .config import DaemonConfig
@@ -27,6 +27,7 @@ from .engine.engine import ENGINE_VERSION, Engine
 from .library import Library
 from .mqtt import Incoming, MqttLink
 from .renderer import Renderer
+from .voicestore import VoiceStore
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,18 @@ class Daemon:
         state_dir = Path(config.state_dir)
         self.library = Library(state_dir / "library.sqlite3")
         self.engine = engine or Engine.load(config.engine)
+        self.voices = VoiceStore(
+            state_dir / "voices",
+            config.trusted_keys,
+            str(basemodel.read_manifest(config.engine.model_dir)["base_model_sha256"]),
+            stock=self.engine.voice,
+        )
         self.renderer = Renderer(
             self.engine,
             RenderCache(state_dir / "renders"),
             on_ready=lambda story_id, seconds: self.inputs.put(Rendered(story_id, seconds)),
             on_failed=lambda story_id, message: self.inputs.put(RenderFailed(story_id, message)),
+            voice_of=lambda story, lang: self.voices.resolve(story.voice, lang, self.library.settings().get("voice")),
         )
         self.player = Player(config.audio, output if output is not None else SoundDeviceOutput(config.audio))
         self.link = MqttLink(config.mqtt, config.device_id, on_command=self.inputs.put)
@@ -89,6 +97,7 @@ class Daemon:
                 default_sleep_timer_minutes=story.sleep_timer_minutes,
             ),
             versions={"hearmylove": __version__, "engine": ENGINE_VERSION, "protocol": str(p.PROTOCOL_VERSION)},
+            voices=self.voices,
         )
 
     def _show(self, light: Light) -> None:

@@ -42,3 +42,7 @@ class BrokerError(HearMyLoveError, ConnectionError):
 
 class AudioError(HearMyLoveError, OSError):
     """The sound output cannot be opened or fed: PortAudio missing, no such device, player closed."""
+
+
+class VoicePackError(HearMyLoveError, ValueError):
+    """A voice pack that is unsigned, tampered with, for another base model, or unsafe to unpack."""

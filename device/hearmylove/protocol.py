@@ -141,6 +141,16 @@ class SettingsPut(Command):
     clear_quiet_hours: bool = False
 
 
+class VoiceInstall(Command):
+    """A signed voice pack from the studio (the family's cloned voice)."""
+
+    NAME: ClassVar[str] = "voice.install"
+    pack: str = Field(min_length=1)
+    """The pack's .tar, base64-encoded."""
+    activate: bool = True
+    """Tell every story without its own voice in this one from now on."""
+
+
 class Ping(Command):
     NAME: ClassVar[str] = "ping"
 
@@ -158,6 +168,7 @@ COMMANDS: dict[str, type[Command]] = {
         PlaybackNext,
         VolumeSet,
         SettingsPut,
+        VoiceInstall,
         Ping,
     )
 }

@@ -17,6 +17,7 @@ import soundfile as sf
 
 from .engine.cache import RenderCache, render_key
 from .engine.engine import Engine
+from .engine.voices import Voice
 from .errors import HearMyLoveError
 from .library import Story
 
@@ -27,8 +28,16 @@ Failed = Callable[[str, str], None]
 
 
 class Renderer:
-    def __init__(self, engine: Engine, cache: RenderCache, on_ready: Ready, on_failed: Failed) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        cache: RenderCache,
+        on_ready: Ready,
+        on_failed: Failed,
+        voice_of: Callable[[Story, str], Voice] | None = None,
+    ) -> None:
         self._engine = engine
+        self._voice_of = voice_of or (lambda story, lang: engine.voice(story.voice, lang))
         self._cache = cache
         self._on_ready = on_ready
         self._on_failed = on_failed
@@ -41,9 +50,11 @@ class Renderer:
         self._worker = threading.Thread(target=self._work, name="hml-render", daemon=True)
         self._worker.start()
 
+    def voice(self, story: Story) -> Voice:
+        return self._voice_of(story, self._language(story))
+
     def key(self, story: Story) -> str:
-        voice = self._engine.voice(story.voice, self._language(story))
-        return render_key(story.text, voice, story.lang)
+        return render_key(story.text, self.voice(story), story.lang)
 
     def _language(self, story: Story) -> str:
         return self._engine.frontend.prepare(story.text, story.lang)[1]
@@ -79,7 +90,7 @@ class Renderer:
     def _live_stream(self, story: Story, key: str) -> Iterator[np.ndarray]:
         self._idle.clear()
         try:
-            stream = self._engine.stream(story.text, story.voice, story.lang)
+            stream = self._engine.stream(story.text, self.voice(story), story.lang)
             yield from self._cache.write(key, stream)
         finally:
             self._idle.set()
@@ -105,7 +116,7 @@ class Renderer:
         if self._cache.get(key) is not None:
             self._on_ready(story.id, self.duration(story) or 0.0)
             return
-        stream = self._engine.stream(story.text, story.voice, story.lang)
+        stream = self._engine.stream(story.text, self.voice(story), story.lang)
         writer = self._cache.write(key, stream)
         try:
             for _ in writer:

@@ -1,0 +1,308 @@
+"""Voice packs: a family's voice as the studio ships it to a speaker.
+
+A pack is a folder or `.tar` holding `manifest.json`, its raw ed25519 signature
+`manifest.sig`, and the payload (`style.npy`). The manifest lists the sha256 of every
+payload file, so the signature covers them all. The speaker accepts only packs signed
+by a key in its config, made for the base model it runs. Installing unpacks into a temp
+folder beside the voices, verifies, fsyncs and renames; the previous pack stays as
+`<id>.previous` until `commit` says the new one has played.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import numpy as np
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .basemodel import BASE_MODEL_NAME, _sha256
+from .engine.voices import STYLE_DIM, Voice
+from .errors import VoiceError, VoicePackError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+STYLE = "style.npy"
+VOICE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+MAX_PACK_BYTES = 256 << 20
+_INCOMING = ".incoming-"
+_PREVIOUS = ".previous"
+
+
+class Consent(BaseModel):
+    """Who gave their voice, when, and for which speaker."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    recorded_by: str = Field(min_length=1)
+    recorded_at: datetime
+    device_id: str = Field(min_length=1)
+    """The speaker this voice was recorded for."""
+    statement: str = Field(min_length=1)
+    """The consent text the speaker agreed to, word for word."""
+
+
+class PackManifest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    format_version: Literal[1] = FORMAT_VERSION
+    voice_id: str = Field(pattern=VOICE_ID_PATTERN)
+    """Also the folder name under the voices directory."""
+    display_name: str = Field(min_length=1, max_length=80)
+    languages: list[Literal["en", "zh"]] = Field(min_length=1)
+    sample_rate: Literal[24000] = 24000
+    base_model: str = BASE_MODEL_NAME
+    base_model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """The style vector only fits the exact model it was cloned against."""
+    files: dict[str, str]
+    """Payload file name -> sha256; manifest and signature are not listed."""
+    quality: dict[str, float] = {}
+    """Figures from the studio's quality report (e.g. speaker similarity, WER)."""
+    consent: Consent
+    created_at: datetime
+
+    @field_validator("files")
+    @classmethod
+    def _plain_names(cls, files: dict[str, str]) -> dict[str, str]:
+        for name in files:
+            if name in (MANIFEST, SIGNATURE) or PurePosixPath(name).name != name or name.startswith("."):
+                raise ValueError(f"file name {name!r} must be a plain name inside the pack")
+        if STYLE not in files:
+            raise ValueError(f"files must list {STYLE!r}")
+        return files
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    """A trusted studio key from config: PEM, or the raw 32 bytes in base64."""
+    text = text.strip()
+    try:
+        if "BEGIN" in text:
+            key = load_pem_public_key(text.encode())
+            if not isinstance(key, Ed25519PublicKey):
+                raise ValueError("not an ed25519 key")
+            return key
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except (ValueError, binascii.Error) as exc:
+        raise VoicePackError(
+            f"{text[:40]!r} is not an ed25519 public key ({exc}); paste the studio's .pub file or its base64 line"
+        ) from exc
+
+
+def _check_signature(folder: Path, data: bytes, trusted_keys: list[Ed25519PublicKey]) -> None:
+    sig_path = folder / SIGNATURE
+    if not sig_path.is_file():
+        raise VoicePackError(f"the pack is unsigned (no {SIGNATURE}); sign it in the studio with: voicelab pack --key")
+    if not trusted_keys:
+        raise VoicePackError("no trusted studio keys are configured; add the studio's public key to trusted_keys")
+    signature = sig_path.read_bytes()
+    for key in trusted_keys:
+        try:
+            key.verify(signature, data)
+            return
+        except InvalidSignature:
+            continue
+    raise VoicePackError(
+        f"{SIGNATURE} does not match any of the {len(trusted_keys)} trusted key(s): the manifest was edited "
+        "or signed by another studio; download the pack again or add that studio's key to trusted_keys"
+    )
+
+
+def _check_files(folder: Path, manifest: PackManifest) -> None:
+    present = {p.name for p in folder.iterdir()} - {MANIFEST, SIGNATURE}
+    if extra := sorted(present - set(manifest.files)):
+        raise VoicePackError(f"extra file(s) {extra} not listed in the manifest; remove them or rebuild the pack")
+    if missing := sorted(set(manifest.files) - present):
+        raise VoicePackError(f"file(s) {missing} listed in the manifest are missing; download the pack again")
+    for name, expected in sorted(manifest.files.items()):
+        path = folder / name
+        if path.is_symlink() or not path.is_file():
+            raise VoicePackError(f"{name!r} is not a plain file; a voice pack holds only plain files")
+        if _sha256(path) != expected:
+            raise VoicePackError(f"tampered file {name!r}: its sha256 does not match the manifest; download again")
+
+
+def _check_style(path: Path) -> np.ndarray:
+    try:
+        style = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise VoicePackError(f"{path.name} is not a NumPy array ({exc}); rebuild the pack") from exc
+    shape_ok = style.ndim in (1, 2) and style.size > 0 and style.shape[-1] == STYLE_DIM
+    if style.dtype != np.float32 or not shape_ok:
+        raise VoicePackError(
+            f"{path.name} has bad shape {style.shape} ({style.dtype}); it must be float32 ({STYLE_DIM},) or "
+            f"(N, {STYLE_DIM}); rebuild the pack"
+        )
+    if not np.isfinite(style).all():
+        raise VoicePackError(f"{path.name} has values that are not finite (NaN or infinity); rebuild the pack")
+    return style
+
+
+def _verify_folder(folder: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str) -> PackManifest:
+    if not (folder / MANIFEST).is_file():
+        raise VoicePackError(f"not a voice pack: no {MANIFEST} in it")
+    data = (folder / MANIFEST).read_bytes()
+    _check_signature(folder, data, trusted_keys)
+    try:
+        manifest = PackManifest.model_validate_json(data)
+    except ValidationError as exc:
+        raise VoicePackError(f"{MANIFEST} is signed but not a valid v{FORMAT_VERSION} manifest: {exc}") from exc
+    _check_files(folder, manifest)
+    if manifest.base_model_sha256 != base_model_sha256:
+        raise VoicePackError(
+            f"wrong base model: the speaker runs {base_model_sha256[:16]}, the pack was made for "
+            f"{manifest.base_model} {manifest.base_model_sha256[:16]}; rebuild the pack against this base model"
+        )
+    _check_style(folder / STYLE)
+    return manifest
+
+
+def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or member.name.startswith("\\"):
+        raise VoicePackError(f"tar member {member.name!r} has an absolute path; refusing to unpack")
+    if ".." in path.parts or not (dest / path).resolve().is_relative_to(dest.resolve()):
+        raise VoicePackError(f"tar member {member.name!r} would escape the pack folder; refusing to unpack")
+    if not (member.isfile() or member.isdir()):
+        raise VoicePackError(f"tar member {member.name!r} is a link or device; a voice pack holds only plain files")
+
+
+def _unpack(pack: Path, dest: Path) -> None:
+    """Copy a folder pack or extract a tar pack into `dest`, refusing anything unsafe."""
+    if pack.is_dir():
+        for entry in pack.iterdir():
+            if entry.is_symlink() or not entry.is_file():
+                raise VoicePackError(f"{entry.name!r} is not a plain file; a voice pack holds only plain files")
+            shutil.copyfile(entry, dest / entry.name)
+        return
+    if not pack.is_file() or not tarfile.is_tarfile(pack):
+        raise VoicePackError(f"not a voice pack: {str(pack)!r} is neither a pack folder nor a .tar")
+    try:
+        with tarfile.open(pack) as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member, dest)
+            if sum(m.size for m in members) > MAX_PACK_BYTES:
+                raise VoicePackError(f"the pack unpacks to more than {MAX_PACK_BYTES >> 20} MiB; refusing")
+            tar.extractall(dest, members=members, filter="data")
+    except tarfile.TarError as exc:
+        raise VoicePackError(f"{pack.name} is not a readable tar ({exc}); download the pack again") from exc
+
+
+def verify_pack(path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str) -> PackManifest:
+    """Check signature, every hash, base model and style; raise VoicePackError naming the problem."""
+    path = Path(path)
+    if path.is_dir():
+        return _verify_folder(path, trusted_keys, base_model_sha256)
+    with tempfile.TemporaryDirectory(prefix="voicepack-") as tmp:
+        _unpack(path, Path(tmp))
+        return _verify_folder(Path(tmp), trusted_keys, base_model_sha256)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _swap_in(incoming: Path, voices_dir: Path, voice_id: str) -> Path:
+    """Rename the verified pack into place, keeping the last pack known to play as `.previous`."""
+    target, previous = voices_dir / voice_id, voices_dir / f"{voice_id}{_PREVIOUS}"
+    aside: Path | None = None
+    if target.exists():
+        # An existing .previous has played; the current pack has not, so it is the one dropped.
+        aside = previous if not previous.exists() else incoming.with_name(incoming.name + "-old")
+        os.replace(target, aside)
+    try:
+        os.replace(incoming, target)
+    except OSError:
+        if aside is not None:
+            os.replace(aside, target)
+        raise
+    if aside is not None and aside != previous:
+        shutil.rmtree(aside, ignore_errors=True)
+    _fsync(voices_dir)
+    return target
+
+
+def install_pack(pack: Path, voices_dir: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str) -> Path:
+    """Verify and install atomically; on any failure the voices folder is left as it was."""
+    voices_dir = Path(voices_dir)
+    voices_dir.mkdir(parents=True, exist_ok=True)
+    incoming = Path(tempfile.mkdtemp(prefix=_INCOMING, dir=voices_dir))
+    try:
+        _unpack(Path(pack), incoming)
+        manifest = _verify_folder(incoming, trusted_keys, base_model_sha256)
+        for entry in incoming.iterdir():
+            _fsync(entry)
+        _fsync(incoming)
+        target = _swap_in(incoming, voices_dir, manifest.voice_id)
+    except BaseException:
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise
+    log.info("installed voice pack %s (%s) in %s", manifest.voice_id, manifest.display_name, target)
+    return target
+
+
+def commit(voices_dir: Path, voice_id: str) -> None:
+    """The new pack has played: the previous one is no longer needed."""
+    shutil.rmtree(Path(voices_dir) / f"{voice_id}{_PREVIOUS}", ignore_errors=True)
+
+
+def rollback(voices_dir: Path, voice_id: str) -> bool:
+    """The new pack failed to play: put the previous one back. False when there is none."""
+    previous = Path(voices_dir) / f"{voice_id}{_PREVIOUS}"
+    if not previous.is_dir():
+        return False
+    shutil.rmtree(Path(voices_dir) / voice_id, ignore_errors=True)
+    os.replace(previous, Path(voices_dir) / voice_id)
+    return True
+
+
+def sweep(voices_dir: Path) -> int:
+    """Remove half-installed packs; put back a previous pack a power cut left without a current one."""
+    voices_dir = Path(voices_dir)
+    if not voices_dir.is_dir():
+        return 0
+    removed = 0
+    for leftover in voices_dir.glob(f"{_INCOMING}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed += 1
+    for previous in voices_dir.glob(f"*{_PREVIOUS}"):
+        current = previous.with_name(previous.name.removesuffix(_PREVIOUS))
+        if not current.exists():
+            os.replace(previous, current)
+    if removed:
+        log.info("removed %d unfinished voice pack installs from %s", removed, voices_dir)
+    return removed
+
+
+def installed(voices_dir: Path) -> list[str]:
+    """Ids of the installed packs (not the `.previous` ones kept for a rollback)."""
+    folders = Path(voices_dir).iterdir() if Path(voices_dir).is_dir() else ()
+    return sorted(p.name for p in folders if re.fullmatch(VOICE_ID_PATTERN, p.name) and (p / MANIFEST).is_file())
+
+
+def load_voice(voices_dir: Path, voice_id: str) -> Voice:
+    """The installed pack's style as an engine `Voice`; its hash is checked again against the manifest."""
+    folder = Path(voices_dir) / voice_id
+    if not re.fullmatch(VOICE_ID_PATTERN, voice_id) or not (folder / MANIFEST).is_file():
+        raise VoiceError(f"no voice pack {voice_id!r} installed in {voices_dir}; installed: {installed(voices_dir)}")
+    manifest = PackManifest.model_validate_json((folder / MANIFEST).read_bytes())
+    if _sha256(folder / STYLE) != manifest.files[STYLE]:
+        raise VoicePackError(f"installed {voice_id}/{STYLE} no longer matches its manifest; install the pack again")
+    return Voice(voice_id, _check_style(folder / STYLE))

@@ -1,0 +1,57 @@
+"""The speaker's voices: installed family packs first, the stock voices after.
+
+Holds what the daemon needs around `voicepack`: the trusted studio keys, the base model
+a pack must match, the active voice, and the rule that a replaced pack is kept until a
+story in the new voice has played to the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from . import voicepack
+from .engine.voices import Voice
+from .errors import VoicePackError
+
+StockVoices = Callable[[str | None, str], Voice]
+
+
+class VoiceStore:
+    def __init__(self, folder: Path, trusted_keys: list[str], base_model_sha256: str, stock: StockVoices) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._keys = [voicepack.load_public_key(k) for k in trusted_keys]
+        self._base = base_model_sha256
+        self._stock = stock
+        voicepack.sweep(self.folder)
+
+    def resolve(self, voice_id: str | None, lang: str, active: str | None = None) -> Voice:
+        """The story's own voice, else the family's active voice, else the stock default."""
+        chosen = voice_id or active
+        if chosen and chosen in voicepack.installed(self.folder):
+            return voicepack.load_voice(self.folder, chosen)
+        return self._stock(chosen, lang)
+
+    def install(self, encoded: str) -> voicepack.PackManifest:
+        """A pack sent over MQTT (base64 of the .tar): verified, then swapped in atomically."""
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise VoicePackError("the voice pack is not valid base64; send the .tar file base64-encoded") from None
+        with tempfile.NamedTemporaryFile(suffix=".tar", dir=self.folder, prefix=".upload-") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            installed = voicepack.install_pack(Path(tmp.name), self.folder, self._keys, self._base)
+        return voicepack.PackManifest.model_validate_json((installed / "manifest.json").read_text())
+
+    def played(self, voice_id: str) -> None:
+        """A story in this voice reached its end: the pack it replaced can go."""
+        if voice_id in voicepack.installed(self.folder):
+            voicepack.commit(self.folder, voice_id)
+
+    def ids(self) -> list[str]:
+        return voicepack.installed(self.folder)
