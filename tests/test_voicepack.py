@@ -351,3 +351,16 @@ def test_voicelab_ships_a_stock_voice_as_a_signed_pack(model_dir: Path, tmp_path
     voicelab("keygen", "--out", str(other))
     result = voicelab("verify", str(pack), "--pub", str(other.with_suffix(".pub")), "--model-dir", str(model_dir))
     assert result.returncode == 2 and "does not match any" in result.stderr
+
+
+def test_voicelab_names_a_missing_key_file_without_a_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "voicelab"), "verify", str(tmp_path / "x.tar"), "--pub", "nope.pub"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "nope.pub" in result.stderr and "Traceback" not in result.stderr

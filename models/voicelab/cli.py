@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except HearMyLoveError as exc:
+    except (HearMyLoveError, OSError) as exc:
         print(f"voicelab: error: {exc}", file=sys.stderr)
         return 2
 
