@@ -3,7 +3,6 @@ daemon (real engine, real broker), the LED follows, and the parent sees the hear
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hearmylove.audio import WavFileOutput
-from hearmylove.broker import Account, LocalBroker
 from hearmylove.config import DaemonConfig
 from hearmylove.controller import Light
 from hearmylove.daemon import Daemon
@@ -23,33 +21,16 @@ from hearmylove.mqtt import Incoming
 from hearmylove.protocol import COMMANDS
 from hearmylove.remote import Remote
 
+from .rigs import running_daemon
+
 DEVICE, PARENT = "kid-007", "dad"
 
 
 @pytest.fixture
 def rig(tmp_path: Path, engine: Engine) -> Iterator[tuple[Daemon, Remote, MockFactory]]:
-    accounts = [Account(DEVICE, "d-secret"), Account(PARENT, "p-secret", devices=(DEVICE,))]
-    with LocalBroker(tmp_path / "broker", accounts) as broker:
-        factory = MockFactory(pin_class=MockPWMPin)
-        config = DaemonConfig(
-            device_id=DEVICE,
-            state_dir=tmp_path / "state",
-            mqtt={"host": "127.0.0.1", "port": broker.port, "tls": False, "username": DEVICE, "password": "d-secret"},
-            controls={"hold_seconds": 0.4, "double_press_seconds": 0.25, "led_brightness": 0.6},
-        )
-        daemon = Daemon(config, engine=engine, output=WavFileOutput(tmp_path / "out.wav"), pin_factory=factory)
-        stop = threading.Event()
-        thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
-        thread.start()
-        try:
-            with Remote("127.0.0.1", broker.port, PARENT, "p-secret") as dad:
-                while dad.wait_for("availability", timeout=30).payload != "online":
-                    pass
-                yield daemon, dad, factory
-        finally:
-            stop.set()
-            thread.join(timeout=30)
-            factory.reset()
+    controls = {"hold_seconds": 0.4, "double_press_seconds": 0.25, "led_brightness": 0.6}
+    with running_daemon(tmp_path, engine, DEVICE, PARENT, controls=controls) as r:
+        yield r.daemon, r.parent, r.pins
 
 
 def press(pin: MockPWMPin, seconds: float = 0.05) -> None:

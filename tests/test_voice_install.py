@@ -4,23 +4,20 @@ tampered and foreign packs are refused with a message a technician understands."
 from __future__ import annotations
 
 import base64
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from hearmylove.audio import WavFileOutput
-from hearmylove.broker import Account, LocalBroker
-from hearmylove.config import DaemonConfig
 from hearmylove.daemon import Daemon
 from hearmylove.engine.engine import Engine
 from hearmylove.remote import Remote
 from hearmylove.voicepack import Consent
 from voicelab.pack import build_pack, generate_key, load_signing_key, public_key_base64
+
+from .rigs import running_daemon
 
 DEVICE, PARENT = "kid-009", "ma"
 
@@ -42,28 +39,8 @@ def make_pack(tmp: Path, key: Path, model_dir: Path, engine: Engine, name: str =
 def rig(tmp_path: Path, engine: Engine, model_dir: Path) -> Iterator[tuple[Daemon, Remote, Path]]:
     key = tmp_path / "studio.key"
     generate_key(key)
-    accounts = [Account(DEVICE, "d"), Account(PARENT, "p", devices=(DEVICE,))]
-    with LocalBroker(tmp_path / "broker", accounts) as broker:
-        factory = MockFactory(pin_class=MockPWMPin)
-        config = DaemonConfig(
-            device_id=DEVICE,
-            state_dir=tmp_path / "state",
-            trusted_keys=[public_key_base64(load_signing_key(key))],
-            mqtt={"host": "127.0.0.1", "port": broker.port, "tls": False, "username": DEVICE, "password": "d"},
-        )
-        daemon = Daemon(config, engine=engine, output=WavFileOutput(tmp_path / "out.wav"), pin_factory=factory)
-        stop = threading.Event()
-        thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
-        thread.start()
-        try:
-            with Remote("127.0.0.1", broker.port, PARENT, "p") as ma:
-                while ma.wait_for("availability", timeout=30).payload != "online":
-                    pass
-                yield daemon, ma, key
-        finally:
-            stop.set()
-            thread.join(timeout=30)
-            factory.reset()
+    with running_daemon(tmp_path, engine, DEVICE, PARENT, trusted_keys=[public_key_base64(load_signing_key(key))]) as r:
+        yield r.daemon, r.parent, key
 
 
 def send_pack(ma: Remote, data: bytes) -> object:

@@ -17,12 +17,12 @@ import importlib.metadata
 import importlib.resources
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .durable import fsync
 from .errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -152,11 +152,11 @@ def export_base(out_dir: Path, progress: Progress | None = None, keep_whole: boo
         }
         (work / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         for path in work.iterdir():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
+            fsync(path)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         work.rename(out_dir)
+        fsync(out_dir.parent)
         say(f"base models written to {out_dir}")
         return out_dir
     finally:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .basemodel import BASE_MODEL_NAME, _sha256
+from .durable import fsync
 from .engine.voices import STYLE_DIM, Voice
 from .errors import VoiceError, VoicePackError
 
@@ -211,14 +212,6 @@ def verify_pack(path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha
         return _verify_folder(Path(tmp), trusted_keys, base_model_sha256)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _swap_in(incoming: Path, voices_dir: Path, voice_id: str) -> Path:
     """Rename the verified pack into place, keeping the last pack known to play as `.previous`."""
     target, previous = voices_dir / voice_id, voices_dir / f"{voice_id}{_PREVIOUS}"
@@ -235,7 +228,7 @@ def _swap_in(incoming: Path, voices_dir: Path, voice_id: str) -> Path:
         raise
     if aside is not None and aside != previous:
         shutil.rmtree(aside, ignore_errors=True)
-    _fsync(voices_dir)
+    fsync(voices_dir)
     return target
 
 
@@ -248,8 +241,8 @@ def install_pack(pack: Path, voices_dir: Path, trusted_keys: list[Ed25519PublicK
         _unpack(Path(pack), incoming)
         manifest = _verify_folder(incoming, trusted_keys, base_model_sha256)
         for entry in incoming.iterdir():
-            _fsync(entry)
-        _fsync(incoming)
+            fsync(entry)
+        fsync(incoming)
         target = _swap_in(incoming, voices_dir, manifest.voice_id)
     except BaseException:
         shutil.rmtree(incoming, ignore_errors=True)

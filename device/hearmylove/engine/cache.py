@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
+from ..durable import fsync
 from ..errors import CacheError
 from .engine import ENGINE_VERSION, SAMPLE_RATE
 from .voices import Voice
@@ -39,14 +40,6 @@ def render_key(text: str, voice: Voice, lang: str, speed: float = 1.0) -> str:
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()[:32]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class RenderCache:
@@ -93,10 +86,9 @@ class RenderCache:
             raise CacheError(f"cannot write render {partial}: {exc}") from exc
         finally:
             if complete:
-                with open(partial, "rb+") as f:
-                    os.fsync(f.fileno())
+                fsync(partial)
                 os.replace(partial, final)
-                _fsync_dir(self.folder)
+                fsync(self.folder)
             else:
                 partial.unlink(missing_ok=True)
 
