@@ -100,3 +100,10 @@ def test_the_committed_schema_for_the_web_app_is_current() -> None:
     assert json.loads(committed.read_text()) == json.loads(json.dumps(p.json_schema())), (
         "the protocol changed: run `hearmylove schema > docs/protocol.schema.json`"
     )
+
+
+@pytest.mark.parametrize("bad_id", ["+", "#", "a/b", "", "x" * 65, 7])
+def test_an_id_that_cannot_name_a_reply_topic_is_not_kept(bad_id: object) -> None:
+    with pytest.raises(p.ProtocolError) as caught:
+        parse("story.put", {"id": bad_id})
+    assert caught.value.command_id is None  # the error goes to event/error, not reply/<id>

@@ -135,7 +135,10 @@ class Daemon:
                 except queue.Empty:
                     item = None
                 if isinstance(item, Incoming):
-                    self.command(item)
+                    try:
+                        self.command(item)
+                    except Exception:  # noqa: BLE001 - the daemon never dies on input
+                        log.exception("command %s could not be answered", item.name)
                 elif item is not None:
                     self.controller.dispatch(item)
                 self.controller.tick()

@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .config import MqttConfig
-from .protocol import DeviceState, Event, Reply, device_topic
+from .protocol import DeviceState, Event, Reply, device_topic, valid_id
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,8 @@ class MqttLink:
             if incoming.correlation_data is not None:
                 properties = Properties(PacketTypes.PUBLISH)
                 properties.CorrelationData = incoming.correlation_data
-        elif reply.id:
-            topic = self.topic("reply", reply.id)
+        elif valid_id(reply.id):
+            topic = self.topic("reply", str(reply.id))
         else:
             topic = self.topic("event", "error")
         self._client.publish(topic, reply.model_dump_json(), qos=1, properties=properties)

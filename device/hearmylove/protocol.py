@@ -8,6 +8,7 @@ command or a `ProtocolError` whose message names the problem (the reply the pare
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, time
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -18,7 +19,8 @@ from .errors import HearMyLoveError
 PROTOCOL_VERSION = 1
 TOPIC_ROOT = f"hml/v{PROTOCOL_VERSION}"
 
-Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 Lang = Literal["en", "zh", "auto"]
 ErrorCode = Literal[
     "bad_json", "unknown_command", "invalid", "too_large", "not_found", "quiet_hours", "not_playing", "internal"
@@ -174,11 +176,14 @@ COMMANDS: dict[str, type[Command]] = {
 }
 
 
+def valid_id(value: object) -> bool:
+    """Only such an id may name a reply topic (no MQTT wildcards, no extra levels)."""
+    return isinstance(value, str) and re.fullmatch(ID_PATTERN, value) is not None
+
+
 def _command_id(data: object) -> str | None:
-    if isinstance(data, dict):
-        value = data.get("id")
-        if isinstance(value, str) and 0 < len(value) <= 64:
-            return value
+    if isinstance(data, dict) and valid_id(data.get("id")):
+        return str(data["id"])
     return None
 
 
