@@ -46,3 +46,7 @@ class AudioError(HearMyLoveError, OSError):
 
 class VoicePackError(HearMyLoveError, ValueError):
     """A voice pack that is unsigned, tampered with, for another base model, or unsafe to unpack."""
+
+
+class RecordingError(HearMyLoveError, ValueError):
+    """Enrollment recordings the studio cannot clone from: unreadable, too short, clipped, noisy, mixed voices."""

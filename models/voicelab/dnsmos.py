@@ -57,5 +57,5 @@ def dnsmos(audio: np.ndarray, rate: int) -> Mos:
     starts = [i * RATE for i in range(max(hops, 1)) if i * RATE + WINDOW <= len(wav)]
     batch = np.stack([wav[s : s + WINDOW] for s in starts]).astype(np.float32)
     raw = _session().run(None, {"input_1": batch})[0]
-    scores = {name: float(np.mean(np.polyval(coeffs, raw[:, i]))) for i, (name, coeffs) in enumerate(_CALIBRATION.items())}
-    return Mos(**scores)
+    mapped = {name: np.polyval(coeffs, raw[:, i]) for i, (name, coeffs) in enumerate(_CALIBRATION.items())}
+    return Mos(**{name: float(np.mean(values)) for name, values in mapped.items()})

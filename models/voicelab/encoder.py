@@ -207,4 +207,3 @@ class SpeakerEncoder:
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
-
