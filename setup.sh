@@ -14,6 +14,10 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosq
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 fc-list 2>/dev/null | grep -qi "wenquanyi\|noto.*cjk" || need_apt+=(fonts-wqy-microhei)
+# Provisioning: partition tables, FAT file systems without mounting (the provision tests).
+command -v sfdisk >/dev/null || [ -x /usr/sbin/sfdisk ] || need_apt+=(fdisk)
+command -v mkfs.vfat >/dev/null || [ -x /usr/sbin/mkfs.vfat ] || need_apt+=(dosfstools)
+command -v mcopy >/dev/null || need_apt+=(mtools)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get"
