@@ -41,9 +41,11 @@ def tool(name: str, package: str) -> str:
     return found
 
 
-def run(args: list[str], what: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def run(
+    args: list[str], what: str, input: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """Run a tool; a failure becomes a ToolError carrying its stderr."""
-    result = subprocess.run(args, input=input, capture_output=True, env=_ENV, check=False)
+    result = subprocess.run(args, input=input, capture_output=True, env={**_ENV, **(env or {})}, check=False)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).decode(errors="replace").strip()
         raise ToolError(f"{what} failed ({Path(args[0]).name} exit {result.returncode}): {detail}")
