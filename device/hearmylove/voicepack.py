@@ -212,6 +212,18 @@ def verify_pack(path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha
         return _verify_folder(Path(tmp), trusted_keys, base_model_sha256)
 
 
+def open_pack(path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str) -> tuple[PackManifest, Voice]:
+    """Verify a pack without installing it and return its voice (to listen to it in the studio)."""
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="voicepack-") as tmp:
+        folder = path
+        if not path.is_dir():
+            _unpack(path, Path(tmp))
+            folder = Path(tmp)
+        manifest = _verify_folder(folder, trusted_keys, base_model_sha256)
+        return manifest, Voice(manifest.voice_id, _check_style(folder / STYLE))
+
+
 def _swap_in(incoming: Path, voices_dir: Path, voice_id: str) -> Path:
     """Rename the verified pack into place, keeping the last pack known to play as `.previous`."""
     target, previous = voices_dir / voice_id, voices_dir / f"{voice_id}{_PREVIOUS}"

@@ -61,12 +61,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         style = VoiceBank(model_dir / VOICES_FILE).get(args.stock_voice).styles
     else:
         style = np.load(args.style, allow_pickle=False)
-    consent = Consent(
-        recorded_by=args.recorded_by,
-        recorded_at=args.recorded_at or datetime.now(UTC),
-        device_id=args.device_id,
-        statement=args.statement,
-    )
+    consent = _consent(args)
     manifest = build_pack(
         style,
         voice_id=args.name,
@@ -93,6 +88,108 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _consent(args: argparse.Namespace) -> Consent:
+    return Consent(
+        recorded_by=args.recorded_by,
+        recorded_at=args.recorded_at or datetime.now(UTC),
+        device_id=args.device_id,
+        statement=args.statement,
+    )
+
+
+def cmd_clone(args: argparse.Namespace) -> int:
+    from .studio import clone_voice
+
+    out = Path(args.out)
+    if out.exists():
+        raise VoicePackError(f"{out} already exists; remove it or choose another --out")
+    load_signing_key(Path(args.key))  # a missing key fails before minutes of work
+    result = clone_voice(
+        [Path(f) for f in args.files],
+        voice_id=args.name,
+        display_name=args.display_name or args.name,
+        lang=args.lang,
+        consent=_consent(args),
+        key=Path(args.key),
+        out=out,
+        budget_minutes=args.budget_minutes,
+        progress=_progress,
+    )
+    print(f"{out}: voice {args.name!r}, similarity to the recordings {result.start:.3f} -> {result.final:.3f}")
+    print(f"languages {', '.join(result.languages)}; optimisation log {result.log}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .studio import evaluate_pack
+
+    report = evaluate_pack(
+        Path(args.pack),
+        refs=[Path(f) for f in args.refs],
+        texts=args.texts,
+        pubs=[Path(p) for p in args.pub],
+        lang=args.lang,
+        report=Path(args.report) if args.report else None,
+        progress=_progress,
+    )
+    for name, value in report.scores.model_dump().items():
+        print(f"{name:20} {value if value is None else round(value, 3)}")
+    print(f"report: {report.path}")
+    return 0
+
+
+def cmd_script(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    print(files("voicelab").joinpath(f"prompts_{args.lang}.txt").read_text(encoding="utf-8"), end="")
+    return 0
+
+
+def cmd_export_encoder(args: argparse.Namespace) -> int:
+    from .encoder import encoder_path, export_encoder
+
+    out = Path(args.out) if args.out else encoder_path()
+    print(export_encoder(out, progress=_progress))
+    return 0
+
+
+def _add_consent_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recorded-by", required=True, help="who gave their voice")
+    parser.add_argument("--recorded-at", type=datetime.fromisoformat, help="ISO time of the recording (default: now)")
+    parser.add_argument("--device-id", required=True, help="the speaker this voice is for")
+    parser.add_argument("--statement", default=DEFAULT_STATEMENT, help="the consent text, word for word")
+
+
+def _add_clone_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    clone = sub.add_parser("clone", help="clone a parent's voice from recordings into a signed voice pack")
+    clone.add_argument("files", nargs="+", help="recordings: wav, flac, ogg or mp3 (a NAME.txt beside one is its text)")
+    clone.add_argument("--name", required=True, help="voice id: lowercase letters, digits, - and _")
+    clone.add_argument("--display-name", help="name shown to the family (default: --name)")
+    clone.add_argument("--lang", choices=["en", "zh"], required=True, help="the language of the recordings")
+    clone.add_argument("--out", required=True, help="voice pack to write, e.g. mama.tar")
+    clone.add_argument("--budget-minutes", type=float, default=8.0, help="time for speaker adaptation (default 8)")
+    clone.add_argument("--key", required=True, help="studio signing key (from voicelab keygen)")
+    _add_consent_options(clone)
+    clone.set_defaults(func=cmd_clone)
+
+    ev = sub.add_parser("eval", help="score a voice pack against held-out real recordings; writes an HTML report")
+    ev.add_argument("pack", help="voice pack .tar or folder")
+    ev.add_argument("--refs", nargs="+", required=True, help="real recordings the clone never heard")
+    ev.add_argument("--texts", nargs="*", default=None, help="their transcripts, in order (default: NAME.txt files)")
+    ev.add_argument("--pub", action="append", required=True, help="trusted public key file; repeat for each")
+    ev.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the references (default en)")
+    ev.add_argument("--report", help="HTML report to write (default: PACK.report.html)")
+    ev.set_defaults(func=cmd_eval)
+
+    script = sub.add_parser("script", help="print the sentences a parent reads for cloning")
+    script.add_argument("--lang", choices=["en", "zh"], default="en")
+    script.set_defaults(func=cmd_script)
+
+    encoder = sub.add_parser("export-encoder", help="export the GE2E speaker encoder to ONNX (needs torch)")
+    encoder.add_argument("--out", help="ONNX file (default: the studio data folder)")
+    encoder.set_defaults(func=cmd_export_encoder)
+
+
 def _add_pack_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     keygen = sub.add_parser("keygen", help="make the studio's ed25519 signing key (and its .pub)")
     keygen.add_argument("--out", required=True, help="private key file, e.g. studio.key")
@@ -105,10 +202,7 @@ def _add_pack_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     pack.add_argument("--name", required=True, help="voice id: lowercase letters, digits, - and _")
     pack.add_argument("--display-name", help="name shown to the family (default: --name)")
     pack.add_argument("--lang", action="append", required=True, choices=["en", "zh"], help="repeat for each")
-    pack.add_argument("--recorded-by", required=True, help="who gave their voice")
-    pack.add_argument("--recorded-at", type=datetime.fromisoformat, help="ISO time of the recording (default: now)")
-    pack.add_argument("--device-id", required=True, help="the speaker this voice is for")
-    pack.add_argument("--statement", default=DEFAULT_STATEMENT, help="the consent text, word for word")
+    _add_consent_options(pack)
     pack.add_argument("--quality", action="append", default=[], metavar="NAME=NUMBER", help="quality report figure")
     pack.add_argument("--key", required=True, help="studio signing key (from voicelab keygen)")
     pack.add_argument("--out", required=True, help="voice.tar, or a folder name for an unpacked pack")
@@ -132,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(func=cmd_export_base)
     _add_pack_commands(sub)
+    _add_clone_commands(sub)
     return parser
 
 

@@ -1,0 +1,316 @@
+"""Cloning a parent's voice into a Kokoro style vector, the two ways of the seed papers.
+
+Speaker encoding (seconds): embed the parent, embed what every voice in the bank sounds
+like, blend the closest voices by similarity. Speaker adaptation (minutes): CMA-ES moves
+the blend so that synthesized speech sounds like the parent to the speaker encoder, with
+the parent's pitch and speaking rate, and is still understood by Whisper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hearmylove.basemodel import VOICES_FILE
+from hearmylove.durable import fsync
+from hearmylove.engine.engine import Engine
+from hearmylove.engine.voices import STYLE_DIM, Voice, VoiceBank
+from hearmylove.errors import VoiceError
+from hearmylove.paths import data_dir
+
+from .encoder import RATE, SpeakerEncoder, preprocess, similarity
+from .enroll import Enrollment
+from .judge import cer_zh, transcribe, wer
+from .pitch import pitch_stats
+
+SAMPLE_RATE = 24_000
+# What candidates say while being scored: short, varied, and never the held-out texts.
+ADAPT_TEXTS = {
+    "en": [
+        "The little rabbit hopped over the wet grass to find her mother.",
+        "Good night, my love. I will call you again tomorrow morning.",
+    ],
+    "zh": ["小兔子跳过湿漉漉的草地去找妈妈。", "晚安，我的宝贝，明天早上我再给你打电话。"],
+}
+CHECK_TEXTS = {
+    "en": "Once upon a time, a brave little fox crossed the river to bring apples home.",
+    "zh": "从前有一只勇敢的小狐狸，它过了河，把苹果带回了家。",
+}
+MAX_CHECK_ERROR = {"en": 0.10, "zh": 0.25}  # WER / CER the accepted voice must stay under
+PITCH_WEIGHT = 0.5  # loss per octave off the parent's median F0
+RATE_WEIGHT = 0.5  # loss per doubling off the parent's speaking rate
+BANK_TEXT = "Once upon a time, in a small house by the sea, there lived a girl who loved to sing."
+Progress = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(f"voicelab: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class BankVoice:
+    id: str
+    styles: np.ndarray = field(repr=False)
+    embedding: np.ndarray = field(repr=False)
+
+
+class Synth:
+    """Renders fixed texts with any style matrix; texts are phonemized once."""
+
+    def __init__(self, engine: Engine, texts: list[str], lang: str) -> None:
+        self.engine = engine
+        self.texts = texts
+        self.phonemes = [u.phonemes for t in texts for u in engine.frontend.utterances(t, lang)]
+        self.letters = sum(len("".join(ch for ch in t if ch.isalnum())) for t in texts)
+
+    def render(self, styles: np.ndarray) -> list[np.ndarray]:
+        voice = Voice("candidate", styles)
+        return [self.engine.vocode_whole(self.engine.features(p, voice)) for p in self.phonemes]
+
+
+def stock_bank(engine: Engine) -> dict[str, np.ndarray]:
+    bank = VoiceBank(engine.config.model_dir / VOICES_FILE)
+    return {vid: bank.get(vid).styles for vid in bank.ids}
+
+
+def bank_dir() -> Path:
+    """Voices cloned before: they join the bank the next clone starts from."""
+    return data_dir() / "studio" / "bank"
+
+
+def load_bank(engine: Engine, encoder: SpeakerEncoder, progress: Progress = _stderr) -> list[BankVoice]:
+    """Stock voices plus earlier clones, each with the embedding of its own speech (cached)."""
+    styles = stock_bank(engine)
+    folder = bank_dir()
+    for path in sorted(folder.glob("*.npy")) if folder.exists() else []:
+        styles[path.stem] = np.load(path, allow_pickle=False)
+    cache_path = data_dir() / "studio" / "bank-embeddings.npz"
+    cache = dict(np.load(cache_path)) if cache_path.exists() else {}
+    synth = Synth(engine, [BANK_TEXT], "en")
+    voices, changed = [], False
+    for vid, rows in styles.items():
+        key = hashlib.sha256(rows.astype(np.float32).tobytes()).hexdigest()[:16]
+        if key not in cache:
+            progress(f"listening to bank voice {vid}")
+            cache[key] = encoder.embed(np.concatenate(synth.render(rows)), SAMPLE_RATE)
+            changed = True
+        voices.append(BankVoice(vid, rows.astype(np.float32), cache[key]))
+    if changed:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache_path.with_name("bank-embeddings.partial.npz"), **cache)
+        cache_path.with_name("bank-embeddings.partial.npz").replace(cache_path)
+    return voices
+
+
+def add_to_bank(voice_id: str, styles: np.ndarray) -> Path:
+    folder = bank_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{voice_id}.npy"
+    np.save(path, styles.astype(np.float32))
+    return path
+
+
+@dataclass
+class Encoding:
+    styles: np.ndarray = field(repr=False)
+    weights: dict[str, float]
+    similarities: dict[str, float]
+    """Parent's embedding against each bank voice's own speech."""
+
+
+def encode(enrollment: Enrollment, bank: list[BankVoice], top: int = 3, temperature: float = 0.03) -> Encoding:
+    """Blend the `top` closest bank voices, weighted by a softmax of their similarity."""
+    sims = {v.id: similarity(enrollment.embedding, v.embedding) for v in bank}
+    ranked = sorted(bank, key=lambda v: sims[v.id], reverse=True)[:top]
+    logits = np.array([sims[v.id] for v in ranked]) / temperature
+    weights = np.exp(logits - logits.max())
+    weights /= weights.sum()
+    rows = min(len(v.styles) for v in ranked)
+    styles = sum(w * v.styles[:rows] for w, v in zip(weights, ranked, strict=True))
+    return Encoding(
+        np.asarray(styles, np.float32), {v.id: float(w) for v, w in zip(ranked, weights, strict=True)}, sims
+    )
+
+
+@dataclass
+class Step:
+    evaluation: int
+    seconds: float
+    similarity: float
+    loss: float
+    f0_median: float | None
+
+
+@dataclass
+class Adaptation:
+    styles: np.ndarray = field(repr=False)
+    history: list[Step]
+    start_similarity: float
+    similarity: float
+    check_error: float
+    check_text: str
+    heard: str
+    stopped: str
+
+
+class Objective:
+    """Loss of a candidate offset: dissimilarity to the parent plus pitch and rate mismatch."""
+
+    def __init__(
+        self, enrollment: Enrollment, start: np.ndarray, scale: np.ndarray, synth: Synth, encoder: SpeakerEncoder
+    ) -> None:
+        self.enrollment = enrollment
+        self.start = start
+        self.scale = scale
+        self.synth = synth
+        self.encoder = encoder
+
+    def styles(self, x: np.ndarray) -> np.ndarray:
+        return (self.start + (x * self.scale)[None, :]).astype(np.float32)
+
+    def __call__(self, x: np.ndarray) -> tuple[float, float, float | None]:
+        audio = np.concatenate(self.synth.render(self.styles(x)))
+        speech = preprocess(audio, SAMPLE_RATE)
+        sim = similarity(self.encoder.embed_prepared(speech), self.enrollment.embedding)
+        loss = -sim
+        pitch = pitch_stats([(speech, RATE)])
+        target = self.enrollment.pitch
+        if pitch and target:
+            loss += PITCH_WEIGHT * abs(np.log2(pitch.median_hz / target.median_hz))
+        rate = self.enrollment.letters_per_second
+        if rate and len(speech):
+            loss += RATE_WEIGHT * abs(np.log2(self.synth.letters / (len(speech) / RATE) / rate))
+        return float(loss), sim, pitch.median_hz if pitch else None
+
+
+def style_spread(bank: list[BankVoice]) -> np.ndarray:
+    """How far each style dimension varies between voices: CMA-ES steps in these units."""
+    means = np.stack([v.styles.mean(axis=0) for v in bank])
+    return np.maximum(means.std(axis=0), 1e-3).astype(np.float32)
+
+
+def _inputs_digest(enrollment: Enrollment, start: np.ndarray) -> str:
+    h = hashlib.sha256(enrollment.embedding.tobytes())
+    h.update(start.tobytes())
+    return h.hexdigest()[:16]
+
+
+class Checkpoint:
+    """The optimiser's whole state after each generation, so a stopped clone resumes."""
+
+    def __init__(self, path: Path, digest: str) -> None:
+        self.path = path
+        self.digest = digest
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        state = pickle.loads(self.path.read_bytes())
+        return state if state.get("digest") == self.digest else None
+
+    def save(self, state: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".partial")
+        tmp.write_bytes(pickle.dumps({**state, "digest": self.digest}))
+        fsync(tmp)
+        tmp.replace(self.path)
+
+
+def adapt(
+    enrollment: Enrollment,
+    start: np.ndarray,
+    bank: list[BankVoice],
+    engine: Engine,
+    encoder: SpeakerEncoder,
+    lang: str,
+    budget_seconds: float,
+    work_dir: Path,
+    max_evaluations: int = 2000,
+    patience: int = 10,
+    progress: Progress = _stderr,
+) -> Adaptation:
+    """CMA-ES over a 256-d offset added to every row of the start voice; resumable."""
+    import cma
+
+    synth = Synth(engine, ADAPT_TEXTS[lang], lang)
+    objective = Objective(enrollment, start, style_spread(bank), synth, encoder)
+    checkpoint = Checkpoint(work_dir / "adapt.pickle", _inputs_digest(enrollment, start))
+    state = checkpoint.load()
+    if state:
+        es, history, best = state["es"], state["history"], state["best"]
+        progress(f"resuming adaptation at evaluation {len(history)}")
+    else:
+        options = {"popsize": 10, "seed": 1, "CMA_diagonal": True, "verbose": -9, "bounds": [-3, 3]}
+        es = cma.CMAEvolutionStrategy(np.zeros(STYLE_DIM), 0.5, options)
+        loss, sim, f0 = objective(np.zeros(STYLE_DIM))
+        history = [Step(1, 0.0, sim, loss, f0)]
+        best = [(loss, np.zeros(STYLE_DIM))]
+    start_sim = history[0].similarity
+    began = time.monotonic() - history[-1].seconds
+    stopped = "evaluation limit"
+    while len(history) < max_evaluations:
+        per_eval = history[-1].seconds / max(len(history) - 1, 1)
+        if time.monotonic() - began + per_eval * es.popsize > budget_seconds:
+            stopped = "time budget"
+            break
+        if _stalled(history, es.popsize * patience):
+            stopped = f"no progress in {patience} generations"
+            break
+        xs = es.ask()
+        losses = []
+        for x in xs:
+            loss, sim, f0 = objective(np.asarray(x))
+            losses.append(loss)
+            history.append(Step(len(history) + 1, time.monotonic() - began, sim, loss, f0))
+            best = sorted([*best, (loss, np.asarray(x))], key=lambda b: b[0])[:5]
+        es.tell(xs, losses)
+        checkpoint.save({"es": es, "history": history, "best": best})
+        top = min(history, key=lambda s: s.loss)
+        progress(
+            f"adapting {len(history)} evaluations, {history[-1].seconds:.0f}/{budget_seconds:.0f} s, "
+            f"best similarity {top.similarity:.3f} (start {start_sim:.3f})"
+        )
+    return _accept(best, objective, engine, lang, history, start_sim, stopped, progress)
+
+
+def _stalled(history: list[Step], window: int) -> bool:
+    if len(history) <= 2 * window:
+        return False
+    before = min(s.loss for s in history[:-window])
+    return min(s.loss for s in history[-window:]) > before - 0.002
+
+
+def intelligibility(engine: Engine, styles: np.ndarray, lang: str) -> tuple[float, str]:
+    audio = engine.synthesize(CHECK_TEXTS[lang], Voice("check", styles), lang)
+    heard = transcribe(audio, SAMPLE_RATE, lang)
+    error = wer(CHECK_TEXTS[lang], heard) if lang == "en" else cer_zh(CHECK_TEXTS[lang], heard)
+    return error, heard
+
+
+def _accept(
+    best: list[tuple[float, np.ndarray]],
+    objective: Objective,
+    engine: Engine,
+    lang: str,
+    history: list[Step],
+    start_sim: float,
+    stopped: str,
+    progress: Progress,
+) -> Adaptation:
+    """The best-scoring candidate that Whisper still understands; the start voice if none is."""
+    candidates = [*best, (history[0].loss, np.zeros(STYLE_DIM))]
+    for loss, x in candidates:
+        styles = objective.styles(x)
+        error, heard = intelligibility(engine, styles, lang)
+        sim = next((s.similarity for s in history if abs(s.loss - loss) < 1e-12), history[0].similarity)
+        if error <= MAX_CHECK_ERROR[lang]:
+            return Adaptation(styles, history, start_sim, sim, error, CHECK_TEXTS[lang], heard, stopped)
+        progress(f"a candidate scored {sim:.3f} but Whisper heard {heard!r}: rejected")
+    raise VoiceError("no candidate voice stayed intelligible, not even the encoded start; check the recordings")
