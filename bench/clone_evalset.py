@@ -47,6 +47,65 @@ def split(rows: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[s
     return enrolled, held
 
 
+def held_similarity(engine: Engine, encoder: SpeakerEncoder, styles: np.ndarray, refs: list, real: np.ndarray) -> float:
+    clips = render(engine, Voice("x", styles), refs, "en")
+    return similarity(encoder.embed_many([(c, 24_000) for c in clips]), real)
+
+
+def clone_speaker(
+    spk: str,
+    rows: list[dict[str, str]],
+    held_embeds: dict[str, np.ndarray],
+    engine: Engine,
+    encoder: SpeakerEncoder,
+    args: argparse.Namespace,
+) -> dict[str, object]:
+    enrolled, held = split(rows)
+    refs = [Reference(*read_audio(EVALSET / r["path"]), r["transcript"].lower()) for r in held]
+    real_held = held_embeds[spk]
+    stranger = float(np.mean([similarity(real_held, e) for s, e in held_embeds.items() if s != spk]))
+    started = time.monotonic()
+    enrollment = enroll([EVALSET / r["path"] for r in enrolled], encoder, [r["transcript"] for r in enrolled])
+    same = similarity(enrollment.embedding, real_held)
+    bank = load_bank(engine, encoder, log)
+    encoding = encode(enrollment, bank)
+    encode_seconds = time.monotonic() - started
+    work = Path(f"/tmp/evalset-{spk}")
+    adapted = adapt(enrollment, encoding.styles, bank, engine, encoder, "en", args.budget_minutes * 60, work)
+    clone_seconds = time.monotonic() - started
+    stock = [v for v in bank if not v.id.startswith("evalset-")]
+    best_stock = max(stock, key=lambda v: encoding.similarities[v.id])
+    before = held_similarity(engine, encoder, best_stock.styles, refs, real_held)
+    encoded = held_similarity(engine, encoder, encoding.styles, refs, real_held)
+    clones = render(engine, Voice("clone", adapted.styles), refs, "en")
+    scores = score(clones, refs, "en", encoder, same_level=same, stranger_level=stranger)
+    add_to_bank(f"evalset-{spk.lower()}", adapted.styles)
+    if args.report_dir:
+        args.report_dir.mkdir(parents=True, exist_ok=True)
+        title = f"evalset speaker {spk}"
+        write_report(args.report_dir / f"{spk}.html", title, scores, clones, refs, adapted.history)
+    span = same - stranger
+    return {
+        "speaker": spk,
+        "enroll_s": enrollment.speech_seconds,
+        "stock": f"{best_stock.id} {before:.3f}",
+        "encoded": encoded,
+        "adapted": scores.similarity,
+        "same": same,
+        "stranger": stranger,
+        "norm_stock": (before - stranger) / span,
+        "norm_encoded": (encoded - stranger) / span,
+        "norm_adapted": scores.normalized,
+        "wer": scores.error_rate,
+        "dnsmos": scores.dnsmos_clone,
+        "dnsmos_real": scores.dnsmos_real,
+        "f0_st": scores.f0_error_semitones,
+        "evals": len(adapted.history),
+        "encode_s": encode_seconds,
+        "clone_s": clone_seconds,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-minutes", type=float, default=3.0)
@@ -70,61 +129,13 @@ def main() -> int:
 
     results = []
     for spk in wanted:
-        enrolled, held = split(speakers[spk])
-        refs = [Reference(*read_audio(EVALSET / r["path"]), r["transcript"].lower()) for r in held]
-        real_held = held_embeds[spk]
-        stranger = float(np.mean([similarity(real_held, e) for s, e in held_embeds.items() if s != spk]))
-        started = time.monotonic()
-        enrollment = enroll([EVALSET / r["path"] for r in enrolled], encoder, [r["transcript"] for r in enrolled])
-        same = similarity(enrollment.embedding, real_held)
-        bank = load_bank(engine, encoder, log)
-        encoding = encode(enrollment, bank)
-        encode_seconds = time.monotonic() - started
-        adapted = adapt(
-            enrollment, encoding.styles, bank, engine, encoder, "en", args.budget_minutes * 60, Path(f"/tmp/evalset-{spk}")
-        )
-        clone_seconds = time.monotonic() - started
-        stock = [v for v in bank if not v.id.startswith("evalset-")]
-        best_stock = max(stock, key=lambda v: encoding.similarities[v.id])
-
-        def held_similarity(styles: np.ndarray) -> float:
-            clips = render(engine, Voice("x", styles), refs, "en")
-            return similarity(encoder.embed_many([(c, 24_000) for c in clips]), real_held)
-
-        before = held_similarity(best_stock.styles)
-        encoded = held_similarity(encoding.styles)
-        clones = render(engine, Voice("clone", adapted.styles), refs, "en")
-        scores = score(clones, refs, "en", encoder, same_level=same, stranger_level=stranger)
-        add_to_bank(f"evalset-{spk.lower()}", adapted.styles)
-        if args.report_dir:
-            args.report_dir.mkdir(parents=True, exist_ok=True)
-            write_report(args.report_dir / f"{spk}.html", f"evalset speaker {spk}", scores, clones, refs, adapted.history)
-        norm = lambda s: (s - stranger) / (same - stranger)  # noqa: E731
-        row = {
-            "speaker": spk,
-            "enroll_s": enrollment.speech_seconds,
-            "stock": f"{best_stock.id} {before:.3f}",
-            "encoded": encoded,
-            "adapted": scores.similarity,
-            "same": same,
-            "stranger": stranger,
-            "norm_stock": norm(before),
-            "norm_encoded": norm(encoded),
-            "norm_adapted": scores.normalized,
-            "wer": scores.error_rate,
-            "dnsmos": scores.dnsmos_clone,
-            "dnsmos_real": scores.dnsmos_real,
-            "f0_st": scores.f0_error_semitones,
-            "evals": len(adapted.history),
-            "encode_s": encode_seconds,
-            "clone_s": clone_seconds,
-        }
+        row = clone_speaker(spk, speakers[spk], held_embeds, engine, encoder, args)
         results.append(row)
         log(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 
     print(
-        "| speaker | enroll s | best stock (sim) | encoding | adapted | same / stranger | normalized stock / enc / adapted "
-        "| WER | DNSMOS clone (real) | F0 error st | evals | clone time |"
+        "| speaker | enroll s | best stock (sim) | encoding | adapted | same / stranger "
+        "| normalized stock / enc / adapted | WER | DNSMOS clone (real) | F0 error st | evals | clone time |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
@@ -132,7 +143,7 @@ def main() -> int:
             f"| {r['speaker']} | {r['enroll_s']:.0f} | {r['stock']} | {r['encoded']:.3f} | {r['adapted']:.3f} "
             f"| {r['same']:.3f} / {r['stranger']:.3f} "
             f"| {r['norm_stock']:.2f} / {r['norm_encoded']:.2f} / {r['norm_adapted']:.2f} | {r['wer']:.1%} "
-            f"| {r['dnsmos']:.2f} ({r['dnsmos_real']:.2f}) | {r['f0_st'] if r['f0_st'] is None else round(r['f0_st'], 1)} "
+            f"| {r['dnsmos']:.2f} ({r['dnsmos_real']:.2f}) | {r['f0_st']:+.1f} "
             f"| {r['evals']} | {r['encode_s']:.0f} s + {r['clone_s'] - r['encode_s']:.0f} s |"
         )
     means = {k: float(np.mean([r[k] for r in results])) for k in ("norm_stock", "norm_encoded", "norm_adapted", "wer")}

@@ -18,7 +18,6 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
-
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
     """The real export, in the data folder (HEARMYLOVE_DATA), made from the installed packages."""

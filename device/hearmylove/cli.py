@@ -10,12 +10,17 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 
 from .errors import HearMyLoveError
 from .text.frontend import LANGUAGES
+
+if TYPE_CHECKING:
+    from .engine.config import EngineConfig
+    from .engine.voices import Voice
 
 log = logging.getLogger("hearmylove")
 
@@ -46,6 +51,23 @@ def _progress(message: str) -> None:
     print(f"hearmylove: {message}", file=sys.stderr, flush=True)
 
 
+def _pack_voice(args: argparse.Namespace, config: EngineConfig) -> Voice | None:
+    """A voice pack given as --voice is verified (signature, hashes, base model) before it speaks."""
+    path = Path(args.voice) if args.voice else None
+    if path is None or not (path.suffix == ".tar" or (path / "manifest.json").is_file()):
+        return None
+    from .basemodel import read_manifest
+    from .engine.engine import ensure_models
+    from .voicepack import load_public_key, open_pack
+
+    if not args.trust:
+        raise HearMyLoveError(f"{path} is a voice pack: name the studio's public key with --trust studio.pub")
+    keys = [load_public_key(Path(p).read_text()) for p in args.trust]
+    ensure_models(config, progress=_progress)
+    _, voice = open_pack(path, keys, str(read_manifest(config.model_dir)["base_model_sha256"]))
+    return voice
+
+
 def cmd_say(args: argparse.Namespace) -> int:
     from .engine.config import EngineConfig
     from .engine.engine import SAMPLE_RATE, Engine
@@ -60,7 +82,7 @@ def cmd_say(args: argparse.Namespace) -> int:
     config = EngineConfig(**{k: v for k, v in overrides.items() if v is not None})
     started = time.perf_counter()
     engine = Engine.load(config, progress=_progress)
-    chunks = engine.stream(text, voice=args.voice, lang=args.lang, speed=args.speed)
+    chunks = engine.stream(text, voice=_pack_voice(args, config) or args.voice, lang=args.lang, speed=args.speed)
     container, subtype = _OUT_FORMATS[out.suffix.lower()]
     samples = 0
     first: float | None = None
@@ -148,8 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument(
         "--voice",
         default=None,
-        help="stock voice id or a .npy style file (default: the clearest stock voice for the language)",
+        help="stock voice id, a .npy style file, or a voice pack (.tar or folder; needs --trust) "
+        "(default: the clearest stock voice for the language)",
     )
+    say.add_argument("--trust", action="append", default=[], help="studio public key file for a --voice pack")
     say.add_argument("--lang", default="auto", choices=LANGUAGES, help="story language (default: auto-detect)")
     say.add_argument("--speed", type=float, default=1.0, help="speaking rate, 0.5 to 2.0")
     say.add_argument("--out", required=True, help="output file: .wav, .flac, .ogg or .opus")

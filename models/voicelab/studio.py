@@ -41,6 +41,7 @@ def clone_voice(
     out: Path,
     budget_minutes: float,
     progress: Progress,
+    max_evaluations: int = 2000,
 ) -> CloneResult:
     encoder = SpeakerEncoder()
     progress(f"checking {len(files)} recording(s)")
@@ -57,7 +58,16 @@ def clone_voice(
     progress("speaker encoding: " + ", ".join(f"{v} {w:.2f}" for v, w in encoding.weights.items()))
     work = out.with_name(out.name + ".work")
     adapted = adapt(
-        enrollment, encoding.styles, bank, engine, encoder, lang, budget_minutes * 60, work, progress=progress
+        enrollment,
+        encoding.styles,
+        bank,
+        engine,
+        encoder,
+        lang,
+        budget_minutes * 60,
+        work,
+        max_evaluations,
+        progress=progress,
     )
     progress(f"adaptation stopped ({adapted.stopped}); Whisper heard: {adapted.heard!r}")
     languages = [lang]
