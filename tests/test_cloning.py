@@ -71,7 +71,7 @@ def test_a_voice_whisper_cannot_understand_is_never_accepted(
 ) -> None:
     start = bank[0].styles
     objective = Objective(enrollment, start, style_spread(bank), Synth(engine, ["Hello."], "en"), encoder)
-    garbled = (-2 * start.mean(axis=0)) / objective.scale  # turns the voice inside out
+    garbled = (-2 * start[:, : objective.scale.size].mean(axis=0)) / objective.scale  # timbre inside out
     history = [clone.Step(1, 0.0, 0.5, -0.5, None)]
     accepted = clone._accept([(-0.9, garbled)], objective, engine, "en", history, 0.5, "test", progress=lambda m: None)
     np.testing.assert_array_equal(accepted.styles, start)  # fell back to the start voice

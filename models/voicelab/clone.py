@@ -13,7 +13,7 @@ import pickle
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +21,20 @@ import numpy as np
 from hearmylove.basemodel import VOICES_FILE
 from hearmylove.durable import fsync
 from hearmylove.engine.engine import Engine
-from hearmylove.engine.voices import STYLE_DIM, Voice, VoiceBank
+from hearmylove.engine.voices import STYLE_DIM, TIMBRE_DIMS, Voice, VoiceBank
 from hearmylove.errors import VoiceError
 from hearmylove.paths import data_dir
 
-from .encoder import RATE, SpeakerEncoder, preprocess, similarity
+from .encoder import SpeakerEncoder, preprocess, similarity
 from .enroll import Enrollment
 from .judge import cer_zh, transcribe, wer
-from .pitch import pitch_stats
 
 SAMPLE_RATE = 24_000
 # What candidates say while being scored: short, varied, and never the held-out texts.
 ADAPT_TEXTS = {
     "en": [
-        "The little rabbit hopped over the wet grass to find her mother.",
-        "Good night, my love. I will call you again tomorrow morning.",
+        "The little rabbit hopped over the wet grass.",
+        "Good night, my love. I will call you tomorrow.",
     ],
     "zh": ["小兔子跳过湿漉漉的草地去找妈妈。", "晚安，我的宝贝，明天早上我再给你打电话。"],
 }
@@ -44,8 +43,8 @@ CHECK_TEXTS = {
     "zh": "从前有一只勇敢的小狐狸，它过了河，把苹果带回了家。",
 }
 MAX_CHECK_ERROR = {"en": 0.10, "zh": 0.25}  # WER / CER the accepted voice must stay under
-PITCH_WEIGHT = 0.5  # loss per octave off the parent's median F0
-RATE_WEIGHT = 0.5  # loss per doubling off the parent's speaking rate
+RATE_WEIGHT = 1.0  # prosody loss per doubling off the parent's speaking rate (per octave of F0: 1.0)
+FRAMES_PER_SECOND = 40
 BANK_TEXT = "Once upon a time, in a small house by the sea, there lived a girl who loved to sing."
 Progress = Callable[[str], None]
 
@@ -161,33 +160,75 @@ class Adaptation:
 
 
 class Objective:
-    """Loss of a candidate offset: dissimilarity to the parent plus pitch and rate mismatch."""
+    """Dissimilarity to the parent of a candidate timbre offset.
+
+    Only the decoder hears the timbre half of the style, so the synthesizer's features are
+    computed once and each candidate costs one vocoder run plus an embedding.
+    """
 
     def __init__(
         self, enrollment: Enrollment, start: np.ndarray, scale: np.ndarray, synth: Synth, encoder: SpeakerEncoder
     ) -> None:
         self.enrollment = enrollment
         self.start = start
-        self.scale = scale
-        self.synth = synth
+        self.scale = scale[:TIMBRE_DIMS]
         self.encoder = encoder
+        self.engine = synth.engine
+        voice = Voice("start", start)
+        self.features = [self.engine.features(p, voice) for p in synth.phonemes]
 
     def styles(self, x: np.ndarray) -> np.ndarray:
-        return (self.start + (x * self.scale)[None, :]).astype(np.float32)
+        styles = self.start.copy()
+        styles[:, :TIMBRE_DIMS] += x * self.scale
+        return styles.astype(np.float32)
 
     def __call__(self, x: np.ndarray) -> tuple[float, float, float | None]:
-        audio = np.concatenate(self.synth.render(self.styles(x)))
-        speech = preprocess(audio, SAMPLE_RATE)
-        sim = similarity(self.encoder.embed_prepared(speech), self.enrollment.embedding)
-        loss = -sim
-        pitch = pitch_stats([(speech, RATE)])
-        target = self.enrollment.pitch
-        if pitch and target:
-            loss += PITCH_WEIGHT * abs(np.log2(pitch.median_hz / target.median_hz))
-        rate = self.enrollment.letters_per_second
-        if rate and len(speech):
-            loss += RATE_WEIGHT * abs(np.log2(self.synth.letters / (len(speech) / RATE) / rate))
-        return float(loss), sim, pitch.median_hz if pitch else None
+        offset = (x * self.scale).astype(np.float32)
+        audio = np.concatenate([self.engine.vocode_whole(replace(f, timbre=f.timbre + offset)) for f in self.features])
+        sim = similarity(self.encoder.embed_prepared(preprocess(audio, SAMPLE_RATE)), self.enrollment.embedding)
+        return -sim, sim, None
+
+
+def _prosody_loss(f0: np.ndarray, seconds: float, letters: int, enrollment: Enrollment) -> float:
+    loss = 0.0
+    target, rate = enrollment.pitch, enrollment.letters_per_second
+    voiced = f0[f0 > 50]
+    if target and len(voiced) > 10:
+        p10, median, p90 = np.percentile(voiced, [10, 50, 90])
+        loss += abs(np.log2(median / target.median_hz))
+        loss += 0.5 * abs(np.log2((p90 / p10) / (target.p90_hz / target.p10_hz)))
+    if rate:
+        loss += RATE_WEIGHT * abs(np.log2(letters / seconds / rate))
+    return float(loss)
+
+
+def fit_prosody(
+    enrollment: Enrollment, start: np.ndarray, scale: np.ndarray, synth: Synth, evaluations: int = 300
+) -> np.ndarray:
+    """Move the prosody half so the predicted pitch and durations match the parent (seconds: no vocoder)."""
+    import cma
+
+    if enrollment.pitch is None and enrollment.letters_per_second is None:
+        return start
+    engine = synth.engine
+    step = scale[TIMBRE_DIMS:]
+
+    def styled(x: np.ndarray) -> np.ndarray:
+        styles = start.copy()
+        styles[:, TIMBRE_DIMS:] += np.asarray(x) * step
+        return styles.astype(np.float32)
+
+    def loss(x: np.ndarray) -> float:
+        feats = [engine.features(p, Voice("prosody", styled(x))) for p in synth.phonemes]
+        f0 = np.concatenate([f.f0.ravel() for f in feats])
+        seconds = sum(f.frames for f in feats) / FRAMES_PER_SECOND
+        return _prosody_loss(f0, seconds, synth.letters, enrollment) + 0.01 * float(np.mean(np.square(x)))
+
+    options = {"popsize": 10, "seed": 2, "CMA_diagonal": True, "verbose": -9, "bounds": [-3, 3]}
+    es = cma.CMAEvolutionStrategy(np.zeros(STYLE_DIM - TIMBRE_DIMS), 0.5, options)
+    es.optimize(loss, iterations=max(1, evaluations // es.popsize))
+    best = es.result.xbest
+    return styled(best) if best is not None and loss(best) < loss(np.zeros_like(best)) else start
 
 
 def style_spread(bank: list[BankVoice]) -> np.ndarray:
@@ -236,11 +277,13 @@ def adapt(
     patience: int = 10,
     progress: Progress = _stderr,
 ) -> Adaptation:
-    """CMA-ES over a 256-d offset added to every row of the start voice; resumable."""
+    """Fit prosody to the parent's pitch and rate, then CMA-ES over a timbre offset for every row; resumable."""
     import cma
 
     synth = Synth(engine, ADAPT_TEXTS[lang], lang)
-    objective = Objective(enrollment, start, style_spread(bank), synth, encoder)
+    scale = style_spread(bank)
+    start = fit_prosody(enrollment, start, scale, synth)
+    objective = Objective(enrollment, start, scale, synth, encoder)
     checkpoint = Checkpoint(work_dir / "adapt.pickle", _inputs_digest(enrollment, start))
     state = checkpoint.load()
     if state:
@@ -248,10 +291,10 @@ def adapt(
         progress(f"resuming adaptation at evaluation {len(history)}")
     else:
         options = {"popsize": 10, "seed": 1, "CMA_diagonal": True, "verbose": -9, "bounds": [-3, 3]}
-        es = cma.CMAEvolutionStrategy(np.zeros(STYLE_DIM), 0.5, options)
-        loss, sim, f0 = objective(np.zeros(STYLE_DIM))
+        es = cma.CMAEvolutionStrategy(np.zeros(TIMBRE_DIMS), 0.5, options)
+        loss, sim, f0 = objective(np.zeros(TIMBRE_DIMS))
         history = [Step(1, 0.0, sim, loss, f0)]
-        best = [(loss, np.zeros(STYLE_DIM))]
+        best = [(loss, np.zeros(TIMBRE_DIMS))]
     start_sim = history[0].similarity
     began = time.monotonic() - history[-1].seconds
     stopped = "evaluation limit"
@@ -305,7 +348,7 @@ def _accept(
     progress: Progress,
 ) -> Adaptation:
     """The best-scoring candidate that Whisper still understands; the start voice if none is."""
-    candidates = [*best, (history[0].loss, np.zeros(STYLE_DIM))]
+    candidates = [*best, (history[0].loss, np.zeros(TIMBRE_DIMS))]
     for loss, x in candidates:
         styles = objective.styles(x)
         error, heard = intelligibility(engine, styles, lang)
