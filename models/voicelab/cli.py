@@ -114,6 +114,7 @@ def cmd_clone(args: argparse.Namespace) -> int:
         out=out,
         budget_minutes=args.budget_minutes,
         max_evaluations=args.max_evaluations,
+        add_to_voice_bank=args.add_to_bank,
         progress=_progress,
     )
     print(f"{out}: voice {args.name!r}, similarity to the recordings {result.start:.3f} -> {result.final:.3f}")
@@ -170,6 +171,11 @@ def _add_clone_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     clone.add_argument("--out", required=True, help="voice pack to write, e.g. mama.tar")
     clone.add_argument("--budget-minutes", type=float, default=8.0, help="time for speaker adaptation (default 8)")
     clone.add_argument("--max-evaluations", type=int, default=2000, help="or stop after this many candidates")
+    clone.add_argument(
+        "--add-to-bank",
+        action="store_true",
+        help="keep this voice in the studio's bank so later clones may start from it (needs the family's consent)",
+    )
     clone.add_argument("--key", required=True, help="studio signing key (from voicelab keygen)")
     _add_consent_options(clone)
     clone.set_defaults(func=cmd_clone)

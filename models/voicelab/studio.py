@@ -42,6 +42,7 @@ def clone_voice(
     budget_minutes: float,
     progress: Progress,
     max_evaluations: int = 2000,
+    add_to_voice_bank: bool = False,
 ) -> CloneResult:
     encoder = SpeakerEncoder()
     progress(f"checking {len(files)} recording(s)")
@@ -86,7 +87,8 @@ def clone_voice(
         "evaluations": float(len(adapted.history)),
     }
     build_pack(adapted.styles, voice_id, display_name, languages, consent, quality, default_model_dir(), key, out)
-    add_to_bank(voice_id, adapted.styles)
+    if add_to_voice_bank:  # only with the family's consent: later clones start from this voice
+        add_to_bank(voice_id, adapted.styles)
     log = out.with_name(out.name + ".clone.json")
     log.write_text(
         json.dumps(
