@@ -24,7 +24,7 @@ cp "$P/requirements.lock" /opt/hearmylove/requirements.lock
 stage firmware
 # Write config.txt/cmdline.txt and copy kernel, initrd and device trees now that ROOTPART is set.
 for version in $(ls /lib/modules); do
-    /etc/kernel/postinst.d/z50-raspi-firmware "$version" "/boot/vmlinuz-$version"
+    DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware "$version" "/boot/vmlinuz-$version"
 done
 
 stage models

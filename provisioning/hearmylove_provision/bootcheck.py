@@ -54,8 +54,8 @@ MILESTONES = [
 ]
 
 
-def _debugfs(image: Path, offset: int, command: str, out: Path | None = None) -> bytes:
-    args = [tool("debugfs", "e2fsprogs"), "-R", command, f"{image}?offset={offset}"]
+def _debugfs(image: Path, offset: int, command: str, writable: bool = False) -> bytes:
+    args = [tool("debugfs", "e2fsprogs"), *(["-w"] if writable else []), "-R", command, f"{image}?offset={offset}"]
     result = subprocess.run(args, capture_output=True)
     if result.returncode != 0 or b"File not found" in result.stderr:
         raise ToolError(f"debugfs {command!r} failed: {result.stderr.decode(errors='replace').strip()}")
@@ -93,7 +93,8 @@ def _test_identity(image: Path, work: Path, port: int, password: str, ca: Path) 
     base = work / "base"
     base.mkdir()
     (base / "manifest.json").write_bytes(manifest)
-    key = generate_key(work / "studio.key")
+    key = work / "studio.key"
+    generate_key(key)
     consent = Consent(
         recorded_by="boot test",
         recorded_at=datetime.now(UTC),
@@ -115,6 +116,23 @@ def _test_identity(image: Path, work: Path, port: int, password: str, ca: Path) 
     path = work / "identity.toml"
     path.write_text(tomlout.dumps(data))
     return path
+
+
+SLOW_CPU_DROPIN = """\
+# Boot test only (written onto the test's copy of the image): qemu's software emulation runs
+# several times slower than a Pi 4, so loading the models may outlast the real start timeout.
+[Service]
+TimeoutStartSec=30min
+"""
+
+
+def _relax_start_timeout(image: Path, work: Path) -> None:
+    """Add a drop-in to the copy's root with debugfs -w (no mount)."""
+    local = work / "slow-cpu.conf"
+    local.write_text(SLOW_CPU_DROPIN)
+    os.chmod(local, 0o644)
+    folder = "/etc/systemd/system/hearmylove.service.d"
+    _debugfs(image, root_offset(image), f"write {local} {folder}/slow-cpu.conf", writable=True)
 
 
 def _wait_online(port: int, password: str, online: threading.Event) -> object:
@@ -194,6 +212,7 @@ def boot_test(
     broker = LocalBroker(folder / "broker", accounts, tls=tls, tls_port=free_port())
     identity = load(_test_identity(disk, folder, broker.tls_port or 0, device_password, tls.ca_cert))
     write_to(disk, identity)
+    _relax_start_timeout(disk, folder)
     console, monitor = folder / "console.log", folder / "monitor.sock"
     online = threading.Event()
     with broker:

@@ -94,13 +94,15 @@ class Stages:
         self.timings: dict[str, float] = {}
         self._began = time.monotonic()
         self._current = ""
+        self._fraction = 0.0
 
     def __call__(self, stage: str, fraction: float) -> None:
         if stage != self._current:
             now = time.monotonic()
             if self._current:
                 self.timings[self._current] = now - self._began
-            self._began, self._current = now, stage
+            self._began, self._current, self._fraction = now, stage, 0.0
+        fraction = self._fraction = max(fraction, self._fraction)  # a repeated log line never moves it back
         done = sum(w for s, w in WEIGHTS.items() if list(WEIGHTS).index(s) < list(WEIGHTS).index(stage))
         self.progress(stage, (done + WEIGHTS[stage] * min(max(fraction, 0.0), 1.0)) / self.total)
 
