@@ -85,8 +85,8 @@ def extract_boot_files(image: Path, work: Path) -> tuple[Path, Path]:
     return kernel, initrd
 
 
-def _test_identity(image: Path, work: Path, port: int, password: str, ca: Path) -> Path:
-    """A test identity with a signed voice pack made for the base model inside the image."""
+def _test_identity(image: Path, work: Path, port: int, password: str, ca: Path, pack: bool = True) -> Path:
+    """A test identity with (by default) a signed voice pack made for the base model inside the image."""
     from voicelab.pack import build_pack, generate_key, load_signing_key, public_key_base64
 
     manifest = _debugfs(image, root_offset(image), f"cat /var/lib/hearmylove/models/{BASE_MODEL_NAME}/manifest.json")
@@ -107,7 +107,7 @@ def _test_identity(image: Path, work: Path, port: int, password: str, ca: Path) 
         "device_id": DEVICE_ID,
         "timezone": "Europe/London",
         "trusted_keys": [public_key_base64(load_signing_key(key))],
-        "voice_pack": "voice.tar",
+        "voice_pack": "voice.tar" if pack else None,
         "sound": "none",
         "wifi": {"ssid": "no-wifi-in-qemu", "passphrase": "only-written-not-used", "country": "GB"},
         "broker": {"url": f"mqtts://10.0.2.2:{port}", "ca": str(ca), "username": DEVICE_ID, "password": password},
@@ -193,7 +193,11 @@ def _check_after(image: Path) -> None:
 
 
 def boot_test(
-    image: Path, work: Path | None = None, timeout: float = 3600.0, progress: Progress | None = None
+    image: Path,
+    work: Path | None = None,
+    timeout: float = 3600.0,
+    progress: Progress | None = None,
+    voice_pack: bool = True,
 ) -> float:
     """Boot, provision and wait for `online`; the seconds from power-on to online."""
     progress = progress or (lambda stage, fraction: None)
@@ -210,7 +214,7 @@ def boot_test(
     device_password, parent_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
     accounts = [Account(DEVICE_ID, device_password), Account("boot-test-parent", parent_password, (DEVICE_ID,))]
     broker = LocalBroker(folder / "broker", accounts, tls=tls, tls_port=free_port())
-    identity = load(_test_identity(disk, folder, broker.tls_port or 0, device_password, tls.ca_cert))
+    identity = load(_test_identity(disk, folder, broker.tls_port or 0, device_password, tls.ca_cert, voice_pack))
     write_to(disk, identity)
     _relax_start_timeout(disk, folder)
     console, monitor = folder / "console.log", folder / "monitor.sock"
@@ -233,7 +237,7 @@ def boot_test(
             log.info("online after %.0f s; powering off", seconds)
         finally:
             client.loop_stop()  # type: ignore[attr-defined]
-            _power_off(qemu, monitor, wait=300)
+            _power_off(qemu, monitor, wait=60)
     _check_after(disk)
     (folder / "result.json").write_text(json.dumps({"seconds_to_online": round(seconds, 1)}))
     if work is None:

@@ -81,7 +81,9 @@ def _build(args: argparse.Namespace) -> int:
 def _boot_test(args: argparse.Namespace) -> int:
     from .bootcheck import boot_test
 
-    seconds = boot_test(args.image, work=args.work, timeout=args.timeout, progress=ProgressLine())
+    seconds = boot_test(
+        args.image, work=args.work, timeout=args.timeout, progress=ProgressLine(), voice_pack=not args.no_voice_pack
+    )
     print(f"boot test passed: {args.image} booted, applied its identity and came online in {seconds:.0f} s")
     return 0
 
@@ -125,6 +127,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--image", type=Path, required=True)
     t.add_argument("--work", type=Path, default=None)
     t.add_argument("--timeout", type=float, default=3600.0)
+    t.add_argument("--no-voice-pack", action="store_true", help="leave the voice pack out of the test identity")
     t.set_defaults(run=_boot_test)
     return p
 
