@@ -31,13 +31,30 @@ from .judge import cer_zh, transcribe, wer
 
 SAMPLE_RATE = 24_000
 # What candidates say while being scored: short, varied, and never the held-out texts.
+# Each generation hears the next pair, so the voice fits the parent, not two sentences.
 ADAPT_TEXTS = {
     "en": [
         "The little rabbit hopped over the wet grass.",
         "Good night, my love. I will call you tomorrow.",
+        "Look, a red balloon is floating over the houses!",
+        "Grandpa tells the best stories about the sea.",
+        "Can you count all the stars in the sky tonight?",
+        "We baked cookies and gave some to the neighbours.",
+        "The puppy is sleeping under the kitchen table.",
+        "Brush your teeth, then choose a book to read.",
     ],
-    "zh": ["小兔子跳过湿漉漉的草地去找妈妈。", "晚安，我的宝贝，明天早上我再给你打电话。"],
+    "zh": [
+        "小兔子跳过湿漉漉的草地去找妈妈。",
+        "晚安，我的宝贝，明天我再给你打电话。",
+        "看，一个红气球飘过了屋顶！",
+        "爷爷讲的大海的故事最好听。",
+        "你能数清天上所有的星星吗？",
+        "我们烤了饼干，还分给了邻居。",
+        "小狗在厨房的桌子底下睡觉。",
+        "刷完牙，再挑一本书来读吧。",
+    ],
 }
+CHECK_EVERY = 5  # generations between scoring the search's mean on every sentence
 CHECK_TEXTS = {
     "en": "Once upon a time, a brave little fox crossed the river to bring apples home.",
     "zh": "从前有一只勇敢的小狐狸，它过了河，把苹果带回了家。",
@@ -182,9 +199,14 @@ class Objective:
         styles[:, :TIMBRE_DIMS] += x * self.scale
         return styles.astype(np.float32)
 
-    def __call__(self, x: np.ndarray) -> tuple[float, float, float | None]:
-        offset = (x * self.scale).astype(np.float32)
-        audio = np.concatenate([self.engine.vocode_whole(replace(f, timbre=f.timbre + offset)) for f in self.features])
+    def __call__(self, x: np.ndarray, group: int | None = None) -> tuple[float, float, float | None]:
+        """Score on the sentence pair of `group`, or on every sentence when None."""
+        offset = (np.asarray(x) * self.scale).astype(np.float32)
+        feats = self.features
+        if group is not None:
+            first = (2 * group) % len(feats)
+            feats = [feats[first], feats[(first + 1) % len(feats)]]
+        audio = np.concatenate([self.engine.vocode_whole(replace(f, timbre=f.timbre + offset)) for f in feats])
         sim = similarity(self.encoder.embed_prepared(preprocess(audio, SAMPLE_RATE)), self.enrollment.embedding)
         return -sim, sim, None
 
@@ -274,7 +296,7 @@ def adapt(
     budget_seconds: float,
     work_dir: Path,
     max_evaluations: int = 2000,
-    patience: int = 10,
+    patience: int = 3,
     progress: Progress = _stderr,
 ) -> Adaptation:
     """Fit prosody to the parent's pitch and rate, then CMA-ES over a timbre offset for every row; resumable."""
@@ -287,14 +309,13 @@ def adapt(
     checkpoint = Checkpoint(work_dir / "adapt.pickle", _inputs_digest(enrollment, start))
     state = checkpoint.load()
     if state:
-        es, history, best = state["es"], state["history"], state["best"]
+        es, history, checks, recent = state["es"], state["history"], state["checks"], state["recent"]
         progress(f"resuming adaptation at evaluation {len(history)}")
     else:
         options = {"popsize": 10, "seed": 1, "CMA_diagonal": True, "verbose": -9, "bounds": [-3, 3]}
         es = cma.CMAEvolutionStrategy(np.zeros(TIMBRE_DIMS), 0.5, options)
         loss, sim, f0 = objective(np.zeros(TIMBRE_DIMS))
-        history = [Step(1, 0.0, sim, loss, f0)]
-        best = [(loss, np.zeros(TIMBRE_DIMS))]
+        history, checks, recent = [Step(1, 0.0, sim, loss, f0)], [(1, sim)], []
     start_sim = history[0].similarity
     began = time.monotonic() - history[-1].seconds
     stopped = "evaluation limit"
@@ -303,31 +324,34 @@ def adapt(
         if time.monotonic() - began + per_eval * es.popsize > budget_seconds:
             stopped = "time budget"
             break
-        if _stalled(history, es.popsize * patience):
-            stopped = f"no progress in {patience} generations"
-            break
+        generation = (len(history) - 1) // es.popsize
         xs = es.ask()
         losses = []
         for x in xs:
-            loss, sim, f0 = objective(np.asarray(x))
+            loss, sim, f0 = objective(np.asarray(x), generation)
             losses.append(loss)
             history.append(Step(len(history) + 1, time.monotonic() - began, sim, loss, f0))
-            best = sorted([*best, (loss, np.asarray(x))], key=lambda b: b[0])[:5]
         es.tell(xs, losses)
-        checkpoint.save({"es": es, "history": history, "best": best})
-        top = min(history, key=lambda s: s.loss)
+        recent = [*recent, np.asarray(xs[int(np.argmin(losses))])][-3:]
+        if generation % CHECK_EVERY == CHECK_EVERY - 1:
+            checks.append((len(history), objective(np.asarray(es.mean))[1]))
+        checkpoint.save({"es": es, "history": history, "checks": checks, "recent": recent})
         progress(
             f"adapting {len(history)} evaluations, {history[-1].seconds:.0f}/{budget_seconds:.0f} s, "
-            f"best similarity {top.similarity:.3f} (start {start_sim:.3f})"
+            f"similarity on every sentence {checks[-1][1]:.3f} (start {start_sim:.3f})"
         )
-    return _accept(best, objective, engine, lang, history, start_sim, stopped, progress)
+        if _stalled(checks, patience):
+            stopped = f"no progress in {patience * CHECK_EVERY} generations"
+            break
+    candidates = [np.asarray(es.mean), *recent, np.zeros(TIMBRE_DIMS)]
+    return _accept(candidates, objective, engine, lang, history, start_sim, stopped, progress)
 
 
-def _stalled(history: list[Step], window: int) -> bool:
-    if len(history) <= 2 * window:
+def _stalled(checks: list[tuple[int, float]], patience: int) -> bool:
+    """True when the last `patience` checks of the mean did not beat the best one before them."""
+    if len(checks) <= patience:
         return False
-    before = min(s.loss for s in history[:-window])
-    return min(s.loss for s in history[-window:]) > before - 0.002
+    return max(s for _, s in checks[-patience:]) <= max(s for _, s in checks[:-patience]) + 0.002
 
 
 def intelligibility(engine: Engine, styles: np.ndarray, lang: str) -> tuple[float, str]:
@@ -338,7 +362,7 @@ def intelligibility(engine: Engine, styles: np.ndarray, lang: str) -> tuple[floa
 
 
 def _accept(
-    best: list[tuple[float, np.ndarray]],
+    candidates: list[np.ndarray],
     objective: Objective,
     engine: Engine,
     lang: str,
@@ -347,12 +371,11 @@ def _accept(
     stopped: str,
     progress: Progress,
 ) -> Adaptation:
-    """The best-scoring candidate that Whisper still understands; the start voice if none is."""
-    candidates = [*best, (history[0].loss, np.zeros(TIMBRE_DIMS))]
-    for loss, x in candidates:
-        styles = objective.styles(x)
+    """The candidate most like the parent on every sentence that Whisper still understands."""
+    scored = sorted(((objective(x)[1], i) for i, x in enumerate(candidates)), reverse=True)
+    for sim, i in scored:
+        styles = objective.styles(candidates[i])
         error, heard = intelligibility(engine, styles, lang)
-        sim = next((s.similarity for s in history if abs(s.loss - loss) < 1e-12), history[0].similarity)
         if error <= MAX_CHECK_ERROR[lang]:
             return Adaptation(styles, history, start_sim, sim, error, CHECK_TEXTS[lang], heard, stopped)
         progress(f"a candidate scored {sim:.3f} but Whisper heard {heard!r}: rejected")
