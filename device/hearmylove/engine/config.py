@@ -22,6 +22,8 @@ class EngineConfig(BaseModel):
     spinning: bool = False
     """Let onnxruntime threads spin between ops. Faster alone, much slower next to other work."""
     optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    vocoder: Literal["int8", "qdq"] = "int8"
+    """`int8`: Kokoro's dynamic int8 vocoder; `qdq`: static int8, about twice as fast (docs/vocoder.md)."""
     english: Literal["espeak", "misaki"] = "espeak"
     """English G2P back end (docs/engine.md compares them)."""
     first_window_frames: int = Field(30, ge=8, le=400)

@@ -21,6 +21,7 @@ import onnxruntime as ort
 
 from .. import basemodel
 from ..errors import HearMyLoveError, ModelError, TextError
+from ..quantize import QDQ_FILE, build_qdq
 from ..text.frontend import Frontend, Utterance
 from .config import EngineConfig
 from .voices import DEFAULT_VOICE, DEFAULT_VOICES, TIMBRE_DIMS, Voice, VoiceBank
@@ -101,7 +102,13 @@ class Engine:
             if not path.exists():
                 raise ModelError(f"{path} is missing; run: voicelab export-base --out {config.model_dir}")
             sessions.append(ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"]))
-        return cls(config, sessions[0], sessions[1])
+        engine = cls(config, sessions[0], sessions[1])
+        if config.vocoder == "qdq":
+            path = config.model_dir / QDQ_FILE
+            if not path.exists():
+                build_qdq(config.model_dir, engine, progress or log.info)
+            engine._vocoder = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        return engine
 
     # -- the two model calls -------------------------------------------------------
 
