@@ -225,7 +225,7 @@ def _prosody_loss(f0: np.ndarray, seconds: float, letters: int, enrollment: Enro
 
 
 def fit_prosody(
-    enrollment: Enrollment, start: np.ndarray, scale: np.ndarray, synth: Synth, evaluations: int = 300
+    enrollment: Enrollment, start: np.ndarray, scale: np.ndarray, synth: Synth, evaluations: int = 200
 ) -> np.ndarray:
     """Move the prosody half so the predicted pitch and durations match the parent (seconds: no vocoder)."""
     import cma
@@ -304,7 +304,7 @@ def adapt(
 
     synth = Synth(engine, ADAPT_TEXTS[lang], lang)
     scale = style_spread(bank)
-    start = fit_prosody(enrollment, start, scale, synth)
+    start = fit_prosody(enrollment, start, scale, Synth(engine, ADAPT_TEXTS[lang][:3], lang))  # ~30 s
     objective = Objective(enrollment, start, scale, synth, encoder)
     checkpoint = Checkpoint(work_dir / "adapt.pickle", _inputs_digest(enrollment, start))
     state = checkpoint.load()
