@@ -32,6 +32,12 @@ def engine(model_dir: Path) -> Engine:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _own_voice_bank(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Voices a developer's studio cloned before must not steer the tests' clones."""
+    os.environ["VOICELAB_BANK"] = str(tmp_path_factory.mktemp("voice-bank"))
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _quiet_threads() -> None:
     # Whisper (CTranslate2) and onnxruntime share 2 cores in tests.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -20,6 +20,7 @@ from hearmylove.engine.engine import Engine
 from hearmylove.mqtt import Incoming
 from hearmylove.protocol import COMMANDS
 from hearmylove.remote import Remote
+from tests.test_audio import wait_until
 
 from .rigs import running_daemon
 
@@ -64,7 +65,7 @@ def test_buttons_tell_stories_and_the_light_follows(rig: tuple[Daemon, Remote, M
     press(big)  # double press: again from the start
     assert dad.wait_for("event", "story.started", timeout=60).payload["story_id"] == "moon"
     dad.wait_for("event", "story.finished", timeout=60)
-    assert daemon.controls.pattern is Light.READY
+    wait_until(lambda: daemon.controls.pattern is Light.READY, timeout=5)  # the light follows the event
 
     assert dad.send(DEVICE, "settings.put", settings={"led_brightness": 0.2}).ok
     assert daemon.controls.brightness == pytest.approx(0.2)

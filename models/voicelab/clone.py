@@ -9,6 +9,7 @@ the parent's pitch and speaking rate, and is still understood by Whisper.
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import sys
 import time
@@ -56,7 +57,7 @@ ADAPT_TEXTS = {
 }
 CHECK_EVERY = 5  # generations between scoring the search's mean on every sentence
 CHECK_TEXTS = {
-    "en": "Once upon a time, a brave little fox crossed the river to bring apples home.",
+    "en": "The brave little fox crossed the river and brought three red apples home to his sister.",
     "zh": "从前有一只勇敢的小狐狸，它过了河，把苹果带回了家。",
 }
 MAX_CHECK_ERROR = {"en": 0.10, "zh": 0.25}  # WER / CER the accepted voice must stay under
@@ -97,8 +98,9 @@ def stock_bank(engine: Engine) -> dict[str, np.ndarray]:
 
 
 def bank_dir() -> Path:
-    """Voices cloned before: they join the bank the next clone starts from."""
-    return data_dir() / "studio" / "bank"
+    """Voices cloned before: they join the bank the next clone starts from (VOICELAB_BANK moves it)."""
+    explicit = os.environ.get("VOICELAB_BANK")
+    return Path(explicit) if explicit else data_dir() / "studio" / "bank"
 
 
 def load_bank(engine: Engine, encoder: SpeakerEncoder, progress: Progress = _stderr) -> list[BankVoice]:
@@ -139,6 +141,11 @@ class Encoding:
     weights: dict[str, float]
     similarities: dict[str, float]
     """Parent's embedding against each bank voice's own speech."""
+
+
+def nearest_stock(enrollment: Enrollment, bank: list[BankVoice], engine: Engine) -> BankVoice:
+    stock = set(stock_bank(engine))
+    return max((v for v in bank if v.id in stock), key=lambda v: similarity(enrollment.embedding, v.embedding))
 
 
 def encode(enrollment: Enrollment, bank: list[BankVoice], top: int = 3, temperature: float = 0.03) -> Encoding:
@@ -190,6 +197,7 @@ class Objective:
         self.start = start
         self.scale = scale[:TIMBRE_DIMS]
         self.encoder = encoder
+        self.synth = synth
         self.engine = synth.engine
         voice = Voice("start", start)
         self.features = [self.engine.features(p, voice) for p in synth.phonemes]
@@ -298,6 +306,7 @@ def adapt(
     max_evaluations: int = 2000,
     patience: int = 3,
     progress: Progress = _stderr,
+    fallback: np.ndarray | None = None,
 ) -> Adaptation:
     """Fit prosody to the parent's pitch and rate, then CMA-ES over a timbre offset for every row; resumable."""
     import cma
@@ -344,7 +353,7 @@ def adapt(
             stopped = f"no progress in {patience * CHECK_EVERY} generations"
             break
     candidates = [np.asarray(es.mean), *recent, np.zeros(TIMBRE_DIMS)]
-    return _accept(candidates, objective, engine, lang, history, start_sim, stopped, progress)
+    return _accept(candidates, objective, engine, lang, history, start_sim, stopped, progress, fallback)
 
 
 def _stalled(checks: list[tuple[int, float]], patience: int) -> bool:
@@ -370,8 +379,13 @@ def _accept(
     start_sim: float,
     stopped: str,
     progress: Progress,
+    fallback: np.ndarray | None = None,
 ) -> Adaptation:
-    """The candidate most like the parent on every sentence that Whisper still understands."""
+    """The candidate most like the parent on every sentence that Whisper still understands.
+
+    If none is (Whisper tiny.en mishears a word more often than one would think), the
+    `fallback` voice, a stock one, is used rather than failing a parent's whole session.
+    """
     scored = sorted(((objective(x)[1], i) for i, x in enumerate(candidates)), reverse=True)
     for sim, i in scored:
         styles = objective.styles(candidates[i])
@@ -379,4 +393,11 @@ def _accept(
         if error <= MAX_CHECK_ERROR[lang]:
             return Adaptation(styles, history, start_sim, sim, error, CHECK_TEXTS[lang], heard, stopped)
         progress(f"a candidate scored {sim:.3f} but Whisper heard {heard!r}: rejected")
+    if fallback is not None:
+        error, heard = intelligibility(engine, fallback, lang)
+        if error <= MAX_CHECK_ERROR[lang]:
+            progress("no adapted voice was clear enough: the pack carries the closest stock voice instead")
+            audio = np.concatenate(objective.synth.render(fallback))
+            sim = similarity(objective.encoder.embed(audio, SAMPLE_RATE), objective.enrollment.embedding)
+            return Adaptation(fallback, history, start_sim, sim, error, CHECK_TEXTS[lang], heard, stopped)
     raise VoiceError("no candidate voice stayed intelligible, not even the encoded start; check the recordings")

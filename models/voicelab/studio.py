@@ -16,7 +16,17 @@ from hearmylove.errors import RecordingError
 from hearmylove.paths import default_model_dir
 from hearmylove.voicepack import Consent, load_public_key, open_pack
 
-from .clone import MAX_CHECK_ERROR, Progress, Step, adapt, add_to_bank, encode, intelligibility, load_bank
+from .clone import (
+    MAX_CHECK_ERROR,
+    Progress,
+    Step,
+    adapt,
+    add_to_bank,
+    encode,
+    intelligibility,
+    load_bank,
+    nearest_stock,
+)
 from .encoder import SpeakerEncoder
 from .enroll import enroll, read_audio
 from .evaluate import Reference, Scores, render, score, write_report
@@ -69,6 +79,7 @@ def clone_voice(
         work,
         max_evaluations,
         progress=progress,
+        fallback=nearest_stock(enrollment, bank, engine).styles,
     )
     progress(f"adaptation stopped ({adapted.stopped}); Whisper heard: {adapted.heard!r}")
     languages = [lang]
