@@ -48,14 +48,12 @@ def split(rows: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[s
     return enrolled, held
 
 
-def held_similarity(engine: Engine, encoder: SpeakerEncoder, styles: np.ndarray, refs: list, real: np.ndarray) -> float:
-    clips = render(engine, Voice("x", styles), refs, "en")
+def held_similarity(encoder: SpeakerEncoder, clips: list[np.ndarray], real: np.ndarray) -> float:
     return similarity(encoder.embed_many([(c, 24_000) for c in clips]), real)
 
 
-def held_wer(engine: Engine, styles: np.ndarray, refs: list) -> float:
+def held_wer(clips: list[np.ndarray], refs: list[Reference]) -> float:
     """Whisper's WER on the held-out texts: LibriSpeech's archaic sentences are hard for any voice."""
-    clips = render(engine, Voice("x", styles), refs, "en")
     return float(np.mean([wer(r.text, transcribe(c, 24_000, "en")) for r, c in zip(refs, clips, strict=True)]))
 
 
@@ -66,7 +64,8 @@ def stock_wer(spk: str, rows: list[dict[str, str]], engine: Engine, encoder: Spe
     enrollment = enroll([EVALSET / r["path"] for r in enrolled], encoder, [r["transcript"] for r in enrolled])
     stock = [v for v in load_bank(engine, encoder, log) if not v.id.startswith("evalset-")]
     best = max(stock, key=lambda v: similarity(enrollment.embedding, v.embedding))
-    return {"speaker": spk, "stock": best.id, "wer_stock": held_wer(engine, best.styles, refs)}
+    clips = render(engine, Voice(best.id, best.styles), refs, "en")
+    return {"speaker": spk, "stock": best.id, "wer_stock": held_wer(clips, refs)}
 
 
 def clone_speaker(
@@ -92,9 +91,10 @@ def clone_speaker(
     clone_seconds = time.monotonic() - started
     stock = [v for v in bank if not v.id.startswith("evalset-")]
     best_stock = max(stock, key=lambda v: encoding.similarities[v.id])
-    before = held_similarity(engine, encoder, best_stock.styles, refs, real_held)
-    encoded = held_similarity(engine, encoder, encoding.styles, refs, real_held)
-    wer_stock = held_wer(engine, best_stock.styles, refs)
+    stock_clips = render(engine, Voice(best_stock.id, best_stock.styles), refs, "en")
+    before = held_similarity(encoder, stock_clips, real_held)
+    encoded = held_similarity(encoder, render(engine, Voice("encoded", encoding.styles), refs, "en"), real_held)
+    wer_stock = held_wer(stock_clips, refs)
     clones = render(engine, Voice("clone", adapted.styles), refs, "en")
     scores = score(clones, refs, "en", encoder, same_level=same, stranger_level=stranger)
     add_to_bank(f"evalset-{spk.lower()}", adapted.styles)

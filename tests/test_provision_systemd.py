@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-from .test_systemd import analyze
+from .test_systemd import analyze, verify
 
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "hearmylove-firstboot.service"
 
 
 def test_the_first_boot_unit_verifies(tmp_path: Path) -> None:
-    unit = tmp_path / UNIT.name
-    here = Path(sys.executable).parent / "provision"
-    unit.write_text(UNIT.read_text().replace("/opt/hearmylove/venv/bin/provision", str(here)))
-    result = subprocess.run([analyze(), "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    result = verify(UNIT, "provision", tmp_path)
     assert result.returncode == 0, result.stderr
     assert UNIT.name not in result.stderr, result.stderr
 

@@ -20,12 +20,16 @@ def analyze() -> str:
     return tool
 
 
+def verify(unit_file: Path, program: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`systemd-analyze verify`, with ExecStart pointed at this venv's program so systemd can check it."""
+    unit = tmp_path / unit_file.name
+    here = Path(sys.executable).parent / program
+    unit.write_text(unit_file.read_text().replace(f"/opt/hearmylove/venv/bin/{program}", str(here)))
+    return subprocess.run([analyze(), "verify", str(unit)], capture_output=True, text=True, timeout=60)
+
+
 def test_the_unit_verifies(tmp_path: Path) -> None:
-    # Point ExecStart at this venv's daemon so systemd can check it is executable.
-    unit = tmp_path / UNIT.name
-    here = Path(sys.executable).parent / "hearmylove"
-    unit.write_text(UNIT.read_text().replace("/opt/hearmylove/venv/bin/hearmylove", str(here)))
-    result = subprocess.run([analyze(), "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    result = verify(UNIT, "hearmylove", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "hearmylove.service" not in result.stderr, result.stderr
 

@@ -137,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     try:
         return int(args.run(args))
-    except HearMyLoveError as exc:
-        print(f"provision: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
+    except (HearMyLoveError, OSError) as exc:
         print(f"provision: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

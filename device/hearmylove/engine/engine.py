@@ -96,19 +96,20 @@ class Engine:
         config = config or EngineConfig()
         ensure_models(config, progress)
         options = session_options(config)
-        sessions = []
-        for name in (basemodel.SYNTH_FILE, basemodel.VOCODER_FILE):
+
+        def session(name: str) -> ort.InferenceSession:
             path = config.model_dir / name
             if not path.exists():
                 raise ModelError(f"{path} is missing; run: voicelab export-base --out {config.model_dir}")
-            sessions.append(ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"]))
-        engine = cls(config, sessions[0], sessions[1])
+            return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+        synthesizer = session(basemodel.SYNTH_FILE)
+        vocoder = basemodel.VOCODER_FILE
         if config.vocoder == "qdq":
-            path = config.model_dir / QDQ_FILE
-            if not path.exists():
-                build_qdq(config.model_dir, engine, progress or log.info)
-            engine._vocoder = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        return engine
+            vocoder = QDQ_FILE
+            if not (config.model_dir / QDQ_FILE).exists():  # calibration needs only the synthesizer
+                build_qdq(config.model_dir, cls(config, synthesizer, None), progress or log.info)  # type: ignore[arg-type]
+        return cls(config, synthesizer, session(vocoder))
 
     # -- the two model calls -------------------------------------------------------
 
