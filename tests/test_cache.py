@@ -58,7 +58,7 @@ def test_a_listener_who_stops_early_leaves_no_file(tmp_path: Path) -> None:
     assert cache.get("k3") is None and list(tmp_path.iterdir()) == []
 
 
-def test_keys_follow_text_voice_language_and_speed(engine: Engine) -> None:
+def test_keys_follow_text_voice_language_speed_and_vocoder(engine: Engine) -> None:
     a, b = engine.voice("jf_tebukuro"), engine.voice("jf_alpha")
     base = render_key("Hello.", a, "en")
     assert base == render_key("Hello.", a, "en")
@@ -70,9 +70,10 @@ def test_keys_follow_text_voice_language_and_speed(engine: Engine) -> None:
                 render_key("Hello.", b, "en"),
                 render_key("Hello.", a, "zh"),
                 render_key("Hello.", a, "en", 1.2),
+                render_key("Hello.", a, "en", vocoder="vocoder-qdq.onnx"),
             }
         )
-        == 5
+        == 6
     )
 
 

@@ -54,7 +54,7 @@ class Renderer:
         return self._voice_of(story, self._language(story))
 
     def key(self, story: Story) -> str:
-        return render_key(story.text, self.voice(story), story.lang)
+        return render_key(story.text, self.voice(story), story.lang, vocoder=self._engine.vocoder_name)
 
     def _language(self, story: Story) -> str:
         return self._engine.frontend.prepare(story.text, story.lang)[1]

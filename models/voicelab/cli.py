@@ -155,6 +155,62 @@ def cmd_export_encoder(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill_data(args: argparse.Namespace) -> int:
+    from .distill import make_data
+
+    have = make_data(Path(args.out), args.minutes, seed=args.seed, threads=args.threads, progress=_progress)
+    print(f"{have:.1f} min of teacher audio in {args.out}")
+    return 0
+
+
+def cmd_distill_train(args: argparse.Namespace) -> int:
+    from .distill import train
+
+    state = train(
+        Path(args.data),
+        Path(args.checkpoint),
+        steps=args.steps,
+        minutes=args.minutes,
+        batch=args.batch,
+        threads=args.threads,
+        progress=_progress,
+    )
+    print(f"step {state['step']}/{args.steps} after {state['seconds'] / 60:.1f} min of training: {args.checkpoint}")
+    return 0
+
+
+def cmd_distill_export(args: argparse.Namespace) -> int:
+    from hearmylove.paths import default_student_dir
+
+    from .distill import export
+
+    print(export(Path(args.checkpoint), Path(args.out) if args.out else default_student_dir(), progress=_progress))
+    return 0
+
+
+def _add_distill_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    distill = sub.add_parser("distill", help="train the fast student vocoder from Kokoro's (docs/vocoder.md)")
+    steps = distill.add_subparsers(dest="step", required=True)
+    data = steps.add_parser("data", help="render teacher audio for training (resumes where it stopped)")
+    data.add_argument("--out", required=True, help="folder for the shards")
+    data.add_argument("--minutes", type=float, default=24.0, help="minutes of teacher audio to reach (default 24)")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--threads", type=int, default=2)
+    data.set_defaults(func=cmd_distill_data)
+    train = steps.add_parser("train", help="train the head; run again to resume from the checkpoint")
+    train.add_argument("--data", required=True, help="folder written by `distill data`")
+    train.add_argument("--checkpoint", required=True, help="checkpoint file, written every 50 steps")
+    train.add_argument("--steps", type=int, default=3000, help="steps in the whole schedule (default 3000)")
+    train.add_argument("--minutes", type=float, help="stop after this long (resume later)")
+    train.add_argument("--batch", type=int, default=16)
+    train.add_argument("--threads", type=int, default=2)
+    train.set_defaults(func=cmd_distill_train)
+    export = steps.add_parser("export", help="write the release artefact: student-head.onnx + manifest")
+    export.add_argument("--checkpoint", required=True)
+    export.add_argument("--out", help="folder (default: where the speaker looks for it)")
+    export.set_defaults(func=cmd_distill_export)
+
+
 def _add_consent_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recorded-by", required=True, help="who gave their voice")
     parser.add_argument("--recorded-at", type=datetime.fromisoformat, help="ISO time of the recording (default: now)")
@@ -235,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export_base)
     _add_pack_commands(sub)
     _add_clone_commands(sub)
+    _add_distill_commands(sub)
     return parser
 
 

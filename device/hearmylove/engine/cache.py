@@ -34,9 +34,10 @@ _FORMATS: dict[str, tuple[str, str, str]] = {  # codec -> (suffix, container, su
 _PARTIAL = ".partial"
 
 
-def render_key(text: str, voice: Voice, lang: str, speed: float = 1.0) -> str:
+def render_key(text: str, voice: Voice, lang: str, speed: float = 1.0, vocoder: str = "vocoder.onnx") -> str:
+    """Everything that changes the sound: a story told by another vocoder is rendered again."""
     digest = hashlib.sha256()
-    for part in (ENGINE_VERSION, lang, f"{speed:.3f}", voice.digest, text):
+    for part in (ENGINE_VERSION, vocoder, lang, f"{speed:.3f}", voice.digest, text):
         digest.update(part.encode("utf-8"))
         digest.update(b"\0")
     return digest.hexdigest()[:32]

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..paths import default_model_dir
+from ..paths import default_model_dir, default_student_dir
 
 
 class EngineConfig(BaseModel):
@@ -22,8 +22,11 @@ class EngineConfig(BaseModel):
     spinning: bool = False
     """Let onnxruntime threads spin between ops. Faster alone, much slower next to other work."""
     optimization: Literal["disable", "basic", "extended", "all"] = "all"
-    vocoder: Literal["int8", "qdq"] = "int8"
-    """`int8`: Kokoro's dynamic int8 vocoder; `qdq`: static int8, about twice as fast (docs/vocoder.md)."""
+    vocoder: Literal["int8", "qdq", "student"] = "int8"
+    """`int8`: Kokoro's dynamic int8 vocoder; `qdq`: static int8, about twice as fast; `student`: the
+    distilled head after Kokoro's front, about ten times as fast (docs/vocoder.md)."""
+    student_dir: Path = Field(default_factory=default_student_dir)
+    """Where the student head's release artefact lies (`student-head.onnx` + `student-head.json`)."""
     english: Literal["espeak", "misaki"] = "espeak"
     """English G2P back end (docs/engine.md compares them)."""
     first_window_frames: int = Field(30, ge=8, le=400)

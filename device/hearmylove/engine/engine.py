@@ -22,6 +22,7 @@ import onnxruntime as ort
 from .. import basemodel
 from ..errors import HearMyLoveError, ModelError, TextError
 from ..quantize import QDQ_FILE, build_qdq
+from ..student import ensure_student
 from ..text.frontend import Frontend, Utterance
 from .config import EngineConfig
 from .voices import DEFAULT_VOICE, DEFAULT_VOICES, TIMBRE_DIMS, Voice, VoiceBank
@@ -77,8 +78,16 @@ def ensure_models(config: EngineConfig, progress: Callable[[str], None] | None =
 
 
 class Engine:
-    def __init__(self, config: EngineConfig, synthesizer: ort.InferenceSession, vocoder: ort.InferenceSession) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        synthesizer: ort.InferenceSession,
+        vocoder: ort.InferenceSession,
+        vocoder_name: str = basemodel.VOCODER_FILE,
+    ) -> None:
         self.config = config
+        self.vocoder_name = vocoder_name
+        """The vocoder's file: part of every render's cache key."""
         self._synthesizer = synthesizer
         self._vocoder = vocoder
         model_dir = config.model_dir
@@ -105,11 +114,13 @@ class Engine:
 
         synthesizer = session(basemodel.SYNTH_FILE)
         vocoder = basemodel.VOCODER_FILE
-        if config.vocoder == "qdq":
+        if config.vocoder == "student":
+            vocoder = ensure_student(config.model_dir, config.student_dir, progress or log.info).name
+        elif config.vocoder == "qdq":
             vocoder = QDQ_FILE
             if not (config.model_dir / QDQ_FILE).exists():  # calibration needs only the synthesizer
                 build_qdq(config.model_dir, cls(config, synthesizer, None), progress or log.info)  # type: ignore[arg-type]
-        return cls(config, synthesizer, session(vocoder))
+        return cls(config, synthesizer, session(vocoder), vocoder)
 
     # -- the two model calls -------------------------------------------------------
 

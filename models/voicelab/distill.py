@@ -1,0 +1,341 @@
+"""Distilling Kokoro's vocoder into the student head (device/hearmylove/student.py).
+
+`make_data` renders what the teacher says for many texts (English and Mandarin) in many
+voices: random blends of the stock voices with noise on the timbre half, the way cloned
+voices sit around them, never a stock voice itself (those are the held-out voices of the
+gates). Each utterance is one shard: the front's features and harmonic source (the head's
+inputs) and the teacher's samples (its target). Shards are written whole (temp + rename),
+so an interrupted run goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from hearmylove.durable import fsync
+from hearmylove.engine.config import EngineConfig
+from hearmylove.engine.engine import SAMPLE_RATE, Engine, Features, session_options
+from hearmylove.engine.voices import TIMBRE_DIMS, Voice
+from hearmylove.errors import ModelError
+from hearmylove.student import extract_front
+
+HERE = Path(__file__).resolve().parent
+EVALSET_MANIFEST = HERE.parents[2] / "shared" / "evalset" / "manifest.csv"
+Progress = Callable[[str], None]
+
+
+def corpus() -> list[tuple[str, str]]:
+    """(lang, text) lines the teacher reads: the studio's scripts, the story, the eval set's transcripts."""
+    lines: list[tuple[str, str]] = []
+    for lang in ("en", "zh"):
+        script = (HERE / f"prompts_{lang}.txt").read_text(encoding="utf-8").splitlines()
+        story = (HERE.parents[1] / "bench" / "texts" / f"fox_{lang}.txt").read_text(encoding="utf-8").split("\n\n")
+        lines += [(lang, t.strip()) for t in script + story if t.strip() and not t.startswith("#")]
+    if EVALSET_MANIFEST.exists():  # read in place: real sentences, many words
+        for row in csv.DictReader(open(EVALSET_MANIFEST, encoding="utf-8")):
+            text = row["transcript"].strip().lower()
+            if row["language"] == "en" and text:
+                lines.append(("en", text[0].upper() + text[1:] + "."))
+    return lines
+
+
+def random_voice(stock: dict[str, np.ndarray], spread: np.ndarray, rng: np.random.Generator) -> Voice:
+    """A blend of 2-3 stock voices with noise on the timbre half: a voice no gate hears."""
+    ids = sorted(stock)
+    chosen = rng.choice(len(ids), size=int(rng.integers(2, 4)), replace=False)
+    weights = rng.dirichlet(np.ones(len(chosen)))
+    styles = sum(w * stock[ids[i]] for w, i in zip(weights, chosen, strict=True))
+    noise = np.zeros(styles.shape[1], np.float32)
+    noise[:TIMBRE_DIMS] = rng.normal(0.0, 0.5, TIMBRE_DIMS) * spread[:TIMBRE_DIMS]
+    return Voice("blend", (styles + noise).astype(np.float32))
+
+
+def _spread(stock: dict[str, np.ndarray]) -> np.ndarray:
+    means = np.stack([s.mean(axis=0) for s in stock.values()])
+    return np.maximum(means.std(axis=0), 1e-3).astype(np.float32)
+
+
+def _feed(f: Features) -> dict[str, np.ndarray]:
+    return {"asr": f.asr, "F0_pred": f.f0, "N_pred": f.energy, "style_timbre": f.timbre}
+
+
+def _utterances(engine: Engine, rng: np.random.Generator) -> Iterator[tuple[str, str]]:
+    lines = corpus()
+    while True:
+        for i in rng.permutation(len(lines)):
+            lang, text = lines[int(i)]
+            for u in engine.frontend.utterances(text, lang):
+                yield lang, u.phonemes
+
+
+def make_data(out: Path, minutes: float, seed: int = 0, threads: int = 2, progress: Progress = print) -> float:
+    """Render shards until `minutes` of teacher audio are on disk; returns the minutes there."""
+    out.mkdir(parents=True, exist_ok=True)
+    engine = Engine.load(EngineConfig(threads=threads))
+    front_path = out / "front.onnx"
+    if not front_path.exists():
+        onnx.save(extract_front(engine.config.model_dir / "vocoder.onnx"), str(front_path))
+    front = ort.InferenceSession(str(front_path), session_options(engine.config), providers=["CPUExecutionProvider"])
+    stock = {vid: engine.voices.get(vid).styles for vid in engine.voices.ids}
+    spread = _spread(stock)
+    done = shards(out)
+    have = sum(np.load(p)["audio"].size for p in done) / SAMPLE_RATE / 60
+    index = int(done[-1].stem) + 1 if done else 0
+    rng = np.random.default_rng(seed + index)  # a resumed run draws new voices, not the same ones again
+    started, last = time.monotonic(), 0.0
+    for lang, phonemes in _utterances(engine, rng):
+        if have >= minutes:
+            break
+        if len(phonemes) < 8:
+            continue
+        voice = random_voice(stock, spread, rng)
+        f = engine.features(phonemes, voice, speed=float(rng.uniform(0.85, 1.15)))
+        features, source, _ = front.run(None, _feed(f))
+        audio = engine.vocode_whole(f)
+        path = out / f"{index:06d}.npz"
+        tmp = path.with_name(path.name + ".partial.npz")
+        np.savez(
+            tmp,
+            features=features[0].astype(np.float16),
+            source=source.reshape(-1).astype(np.float16),
+            timbre=f.timbre[0],
+            audio=audio.astype(np.float32),
+            lang=np.array(lang),
+        )
+        fsync(tmp)
+        tmp.replace(path)
+        index += 1
+        have += audio.size / SAMPLE_RATE / 60
+        if time.monotonic() - last > 30:
+            last = time.monotonic()
+            elapsed = time.monotonic() - started
+            progress(f"teacher audio {have:.1f}/{minutes:g} min in {index} shards ({elapsed:.0f} s)")
+    fsync(out)
+    return have
+
+
+def shards(data: Path) -> list[Path]:
+    return sorted(p for p in data.glob("*.npz") if not re.search(r"\.partial", p.name))
+
+
+# -- training -------------------------------------------------------------------------
+
+SEGMENT = 64  # 80 Hz frames per training example (0.8 s)
+RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
+
+
+class Corpus:
+    """All shards in memory; random segments in proportion to length."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        import torch
+
+        self.items = []
+        for p in paths:
+            with np.load(p) as d:
+                self.items.append(
+                    (
+                        torch.from_numpy(d["features"].astype(np.float32)),
+                        torch.from_numpy(d["source"].astype(np.float32)),
+                        torch.from_numpy(d["timbre"]),
+                        torch.from_numpy(d["audio"]),
+                    )
+                )
+        lengths = np.array([f.shape[1] for f, *_ in self.items], dtype=np.float64)
+        self.weights = lengths / lengths.sum()
+        self.seconds = float(lengths.sum() * 300 / SAMPLE_RATE)
+
+    def batch(self, size: int, rng: np.random.Generator) -> tuple:
+        import torch
+
+        from .student import HOP
+
+        feats, sources, timbres, audios = [], [], [], []
+        for i in rng.choice(len(self.items), size=size, p=self.weights):
+            f, s, t, a = self.items[int(i)]
+            start = int(rng.integers(0, max(1, f.shape[1] - SEGMENT)))
+            end = start + SEGMENT
+            if end > f.shape[1]:  # a short utterance: pad with silence
+                f = torch.nn.functional.pad(f, (0, end - f.shape[1]))
+                s = torch.nn.functional.pad(s, (0, end * HOP - s.shape[0]))
+                a = torch.nn.functional.pad(a, (0, end * HOP - a.shape[0]))
+            feats.append(f[:, start:end])
+            sources.append(s[start * HOP : end * HOP])
+            timbres.append(t)
+            audios.append(a[start * HOP : end * HOP])
+        return torch.stack(feats), torch.stack(sources), torch.stack(timbres), torch.stack(audios)
+
+
+def losses(head: object, batch: tuple) -> dict:
+    """Multi-resolution STFT (spectral convergence + log magnitude) and a phase-aware term."""
+    import torch
+
+    from .student import overlap_add, stft_target
+
+    features, source, timbre, audio = batch
+    spec = head.spectrum(features, source, timbre)  # type: ignore[attr-defined]
+    pred = overlap_add(spec @ head.idft) / head.envelope.repeat(features.shape[2])  # type: ignore[attr-defined]
+    out = {"sc": 0.0, "mag": 0.0}
+    for n_fft, hop in RESOLUTIONS:
+        window = torch.hann_window(n_fft)
+        p = torch.stft(pred, n_fft, hop, window=window, return_complex=True).abs()
+        t = torch.stft(audio, n_fft, hop, window=window, return_complex=True).abs()
+        out["sc"] = out["sc"] + torch.linalg.norm(t - p) / torch.linalg.norm(t).clamp_min(1e-6) / len(RESOLUTIONS)
+        out["mag"] = out["mag"] + (torch.log(p + 1e-5) - torch.log(t + 1e-5)).abs().mean() / len(RESOLUTIONS)
+    target = stft_target(audio)
+    out["complex"] = (spec - target).abs().mean() / target.abs().mean().clamp_min(1e-6)
+    out["total"] = out["sc"] + out["mag"] + out["complex"]
+    return out
+
+
+def train(
+    data: Path,
+    checkpoint: Path,
+    steps: int = 3000,
+    minutes: float | None = None,
+    until: int | None = None,
+    batch: int = 16,
+    lr: float = 2e-3,
+    threads: int = 2,
+    seed: int = 0,
+    progress: Progress = print,
+) -> dict:
+    """Train (or go on training) the head for a schedule of `steps`; stop early after `minutes` or
+    at step `until` (run again to go on). A checkpoint every 50 steps, so a stop loses little."""
+    import torch
+
+    from .student import StudentHead
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    paths = shards(data)
+    if len(paths) < 2:
+        raise ModelError(f"{data} holds {len(paths)} teacher shards (2 at least); run `voicelab distill data` first")
+    held = max(1, len(paths) // 30)
+    train_set, val_set = Corpus(paths[held:]), Corpus(paths[:held])
+    head = StudentHead()
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4, betas=(0.8, 0.99))
+    state = {"step": 0, "history": [], "seconds": 0.0}
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        head.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+        progress(f"resuming from step {state['step']} ({checkpoint})")
+    minutes_there = train_set.seconds / 60
+    progress(f"training on {minutes_there:.1f} min of teacher audio, {len(paths) - held} shards; {held} held out")
+
+    def rate(step: int) -> float:
+        warm = min(1.0, (step + 1) / min(100, max(1, steps // 10)))
+        return warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate, last_epoch=state["step"] - 1)
+    rng = np.random.default_rng(seed + state["step"])
+    val_batches = [val_set.batch(batch, np.random.default_rng(1000 + i)) for i in range(2)]
+    deadline = time.monotonic() + minutes * 60 if minutes else None
+    stop = min(steps, until) if until is not None else steps
+    started = time.monotonic()
+
+    def evaluate(train_loss: float) -> None:
+        nonlocal started
+        head.eval()
+        with torch.no_grad():
+            val = [losses(head, b) for b in val_batches]
+        row = {
+            "step": state["step"],
+            "train": train_loss,
+            **{f"val_{k}": float(np.mean([float(v[k]) for v in val])) for k in ("total", "sc", "mag", "complex")},
+        }
+        state["seconds"] += time.monotonic() - started
+        started = time.monotonic()
+        state["history"].append(row)
+        payload = {"model": head.state_dict(), "optimizer": optimizer.state_dict(), "state": state}
+        _save(checkpoint, {**payload, "config": head.config})
+        progress(
+            f"step {state['step']}/{steps}: train {row['train']:.3f}, held-out {row['val_total']:.3f} "
+            f"(sc {row['val_sc']:.3f}, log-mag {row['val_mag']:.3f}, complex {row['val_complex']:.3f}), "
+            f"{state['seconds'] / 60:.1f} min"
+        )
+
+    if not state["history"]:
+        evaluate(float("nan"))  # where an untrained head starts
+    while state["step"] < stop and (deadline is None or time.monotonic() < deadline):
+        head.train()
+        loss = losses(head, train_set.batch(batch, rng))
+        optimizer.zero_grad()
+        loss["total"].backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        state["step"] += 1
+        if state["step"] % 50 == 0 or state["step"] in (stop, steps):
+            evaluate(float(loss["total"].detach()))
+    if state["history"][-1]["step"] != state["step"]:  # stopped by the clock between checkpoints
+        evaluate(float(loss["total"].detach()))
+    return state
+
+
+def _save(path: Path, payload: dict) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(payload, tmp)
+    fsync(tmp)
+    tmp.replace(path)
+
+
+def export(checkpoint: Path, out_dir: Path, progress: Progress = print) -> Path:
+    """Checkpoint -> the release artefact: `student-head.onnx` and a manifest with its sha256."""
+    import json
+
+    import torch
+
+    from hearmylove.student import HEAD_FILE, HEAD_MANIFEST, sha256
+
+    from .student import HOP, StudentHead
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    head = StudentHead(**saved["config"])
+    head.load_state_dict(saved["model"])
+    head.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / HEAD_FILE
+    tmp = onnx_path.with_name(onnx_path.name + ".partial")
+    frames = 40
+    example = (torch.zeros(1, 512, frames), torch.zeros(1, HOP * frames, 1), torch.zeros(1, 128))
+    torch.onnx.export(
+        head,
+        example,
+        str(tmp),
+        input_names=["features", "source", "timbre"],
+        output_names=["audio"],
+        dynamic_axes={"features": {2: "frames"}, "source": {1: "samples"}, "audio": {1: "samples"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    fsync(tmp)
+    tmp.replace(onnx_path)
+    state = saved["state"]
+    manifest = {
+        "file": HEAD_FILE,
+        "sha256": sha256(onnx_path),
+        "config": saved["config"],
+        "steps": state["step"],
+        "training_minutes": round(state["seconds"] / 60, 1),
+        "last": state["history"][-1] if state["history"] else None,
+        "torch": torch.__version__,
+    }
+    (out_dir / HEAD_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    fsync(out_dir / HEAD_MANIFEST)
+    progress(f"student head {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB), sha256 {manifest['sha256'][:16]}")
+    return onnx_path

@@ -1,0 +1,127 @@
+"""The student head, in PyTorch (studio extra): frame-rate network, inverse STFT at the end.
+
+Why this shape: the teacher's generator is a source-filter network. It builds a harmonic
+source from F0 (phase locked to the pitch) and shapes it at sample rate. The head keeps the
+source (the front computes it) and does the shaping per 80 Hz frame in the STFT domain:
+the spectrum of each frame is `filter x source_spectrum + residual`, where the filter and
+the residual (breath, fricatives) come from a small ConvNeXt over the front's features,
+with the voice's timbre vector modulating every block (adaptive layer norm). Phase comes
+from the source, so voiced speech needs no phase prediction, which is what a Vocos-style
+head trained without a GAN gets wrong. All sample-rate work is two fixed matrix products
+(DFT, inverse DFT) and an overlap-add written as slices, so it exports to plain ONNX.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+HOP = 300  # samples per 80 Hz frame at 24 kHz
+N_FFT = 4 * HOP
+BINS = N_FFT // 2 + 1
+FEATURES = 512
+TIMBRE = 128
+
+
+def _dft_matrices() -> tuple[torch.Tensor, torch.Tensor]:
+    n = torch.arange(N_FFT, dtype=torch.float64)
+    k = torch.arange(BINS, dtype=torch.float64)
+    angle = 2 * math.pi * n[:, None] * k[None, :] / N_FFT
+    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
+    forward = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1) * window[:, None]  # [N, 2K]
+    scale = torch.full((BINS,), 2.0, dtype=torch.float64)
+    scale[0] = scale[-1] = 1.0
+    inverse = torch.cat([torch.cos(angle).T * scale[:, None], -torch.sin(angle).T * scale[:, None]], 0) / N_FFT
+    inverse = inverse * window[None, :]  # synthesis window folded in: [2K, N]
+    return forward.float(), inverse.float()
+
+
+def frames_of(signal: torch.Tensor, frames: int) -> torch.Tensor:
+    """[B, HOP*L] -> [B, L, N_FFT]: frame i is centred on the middle of hop i."""
+    pad_left = (N_FFT - HOP) // 2
+    padded = F.pad(signal, (pad_left, N_FFT - HOP - pad_left + HOP))  # -> HOP * (L + 4)
+    blocks = padded.reshape(signal.shape[0], frames + 4, HOP)
+    return torch.cat([blocks[:, i : i + frames] for i in range(N_FFT // HOP)], dim=2)
+
+
+def overlap_add(frames: torch.Tensor) -> torch.Tensor:
+    """[B, L, N_FFT] -> [B, HOP*L], the inverse of `frames_of` (before window normalisation)."""
+    b, length, _ = frames.shape
+    parts = N_FFT // HOP
+    total = None
+    for i in range(parts):
+        piece = F.pad(frames[:, :, i * HOP : (i + 1) * HOP], (0, 0, i, parts - 1 - i))  # [B, L+3, HOP]
+        total = piece if total is None else total + piece
+    flat = total.reshape(b, (length + parts - 1) * HOP)
+    pad_left = (N_FFT - HOP) // 2
+    return flat[:, pad_left : pad_left + length * HOP]
+
+
+class Block(nn.Module):
+    """ConvNeXt block whose layer norm is scaled and shifted by the voice's timbre."""
+
+    def __init__(self, dim: int, kernel: int, mult: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False)
+        self.style = nn.Linear(TIMBRE, 2 * dim)
+        self.up = nn.Linear(dim, mult * dim)
+        self.down = nn.Linear(mult * dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), 0.1))
+        nn.init.zeros_(self.style.weight)
+        nn.init.zeros_(self.style.bias)
+
+    def forward(self, x: torch.Tensor, timbre: torch.Tensor) -> torch.Tensor:  # x [B, L, D]
+        y = self.dwconv(x.transpose(1, 2)).transpose(1, 2)
+        scale, shift = self.style(timbre).unsqueeze(1).chunk(2, dim=-1)
+        y = self.norm(y) * (1 + scale) + shift
+        y = self.down(F.gelu(self.up(y)))
+        return x + self.gamma * y
+
+
+class StudentHead(nn.Module):
+    def __init__(self, dim: int = 256, layers: int = 6, kernel: int = 5, mult: int = 3) -> None:
+        super().__init__()
+        self.config = {"dim": dim, "layers": layers, "kernel": kernel, "mult": mult}
+        self.conv_in = nn.Conv1d(FEATURES, dim, kernel, padding=kernel // 2)
+        self.blocks = nn.ModuleList(Block(dim, kernel, mult) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, 4 * BINS)
+        nn.init.normal_(self.out.weight, std=1e-3)
+        nn.init.zeros_(self.out.bias)
+        with torch.no_grad():
+            self.out.bias[2 * BINS : 3 * BINS] = -6.0  # the residual starts quiet
+        forward, inverse = _dft_matrices()
+        self.register_buffer("dft", forward, persistent=False)
+        self.register_buffer("idft", inverse, persistent=False)
+        envelope = overlap_add(torch.hann_window(N_FFT, periodic=True).pow(2).expand(1, 8, N_FFT))[0]
+        self.register_buffer("envelope", envelope[3 * HOP : 4 * HOP].clone(), persistent=False)
+
+    def spectrum(self, features: torch.Tensor, source: torch.Tensor, timbre: torch.Tensor) -> torch.Tensor:
+        """[B, L, 2K] real|imag of the predicted STFT."""
+        frames = features.shape[2]
+        x = self.conv_in(features).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x, timbre)
+        h_re, h_im, log_mag, phase = self.out(self.norm(x)).chunk(4, dim=-1)
+        e_re, e_im = (frames_of(source, frames) @ self.dft).chunk(2, dim=-1)
+        mag = torch.exp(torch.clamp(log_mag, max=6.0))
+        re = h_re * e_re - h_im * e_im + mag * torch.cos(phase)
+        im = h_re * e_im + h_im * e_re + mag * torch.sin(phase)
+        return torch.cat([re, im], dim=-1)
+
+    def forward(self, features: torch.Tensor, source: torch.Tensor, timbre: torch.Tensor) -> torch.Tensor:
+        """features [B, 512, L] at 80 Hz, source [B, HOP*L] (or [B, HOP*L, 1]), timbre [B, 128] -> [B, HOP*L]."""
+        source = source.reshape(source.shape[0], -1)
+        spec = self.spectrum(features, source, timbre)
+        audio = overlap_add(spec @ self.idft)
+        steady = self.envelope.repeat(features.shape[2])  # the window overlap sums to a constant
+        return audio / steady
+
+
+def stft_target(audio: torch.Tensor) -> torch.Tensor:
+    """The teacher's audio on the head's own grid [B, L, 2K], for the phase-aware loss."""
+    return frames_of(audio, audio.shape[1] // HOP) @ _dft_matrices()[0].to(audio.device)
