@@ -1,14 +1,15 @@
 """Vocoder variants side by side with Piper en_US-joe-medium, and the quality gates, in one run.
 
 Variants: `int8` (Kokoro's dynamic int8, the teacher), `fp32` (dequantized), `qdq` (static
-int8, calibrated). For each: file size, vocoder cost per second of audio at 1 and 2 threads,
+int8, calibrated), `student` (the distilled head after Kokoro's front, when its artefact is
+there). For each: file size, vocoder cost per second of audio at 1 and 2 threads,
 the whole engine's cost and its ratio to Piper; gates on held-out texts and voices (never the
 calibration ones): Whisper WER (teacher + 1 point at most), GE2E similarity to the teacher's
 audio (>= 0.90), DNSMOS overall (within 0.2 of the teacher), clicks at streamed window seams
 (energy jump at a seam no larger than the 99th percentile of jumps elsewhere, x1.5).
 The machine is noisy: costs are medians of interleaved repeats; trust the ratios.
 
-usage: .venv/bin/python bench/vocoder_variants.py [--repeats 3]
+usage: .venv/bin/python bench/vocoder_variants.py [--repeats 3] [--student DIR] [--plot FILE.png]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from engine_vs_piper import load_piper, piper_chunks  # noqa: E402
 from hearmylove.engine.config import EngineConfig  # noqa: E402
 from hearmylove.engine.engine import SAMPLE_RATE, Engine, Features  # noqa: E402
 from hearmylove.quantize import QDQ_FILE, dequantize  # noqa: E402
+from hearmylove.student import ensure_student  # noqa: E402
 from voicelab.dnsmos import dnsmos  # noqa: E402
 from voicelab.encoder import SpeakerEncoder, similarity  # noqa: E402
 from voicelab.judge import transcribe, wer  # noqa: E402
@@ -72,12 +74,36 @@ def seam_jumps(engine: Engine, f: Features) -> tuple[float, float]:
     return max(at_seams, default=0.0), float(np.percentile(jumps, 99))
 
 
-def variant_paths(model_dir: Path, tmp: Path) -> dict[str, Path]:
+def variant_paths(model_dir: Path, tmp: Path, student: Path | None) -> dict[str, Path]:
     paths = {"int8": model_dir / "vocoder.onnx", "fp32": tmp / "vocoder-fp32.onnx", "qdq": model_dir / QDQ_FILE}
     onnx.save(dequantize(onnx.load(str(paths["int8"]))), str(paths["fp32"]))
     if not paths["qdq"].exists():
         Engine.load(EngineConfig(vocoder="qdq"), progress=print)  # builds it once
+    if student is not None:
+        paths["student"] = ensure_student(model_dir, student, print)
     return paths
+
+
+def plot(paths: dict[str, Path], engine: Engine, out: Path) -> None:
+    """Spectrograms of one held-out clip by every vocoder, one above the other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lang, vid, text = HELD_OUT[2]
+    utterance = next(iter(engine.frontend.utterances(text, lang)))
+    f = engine.features(utterance.phonemes, engine.voice(vid, lang))
+    fig, axes = plt.subplots(len(paths), 1, figsize=(10, 2.2 * len(paths)), sharex=True)
+    for ax, (name, path) in zip(axes, paths.items(), strict=True):
+        audio = run(session(path, 2), f)
+        ax.specgram(audio, NFFT=1024, Fs=SAMPLE_RATE, noverlap=768, cmap="magma", vmin=-130)
+        ax.set_ylabel(f"{name}\nHz")
+        ax.set_ylim(0, 8000)
+    axes[-1].set_xlabel(f"seconds ({vid}: {text})")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    print(f"spectrograms: {out}")
 
 
 def gates(paths: dict[str, Path], engine: Engine, encoder: SpeakerEncoder) -> dict[str, dict[str, float]]:
@@ -145,10 +171,15 @@ def engine_costs(paths: dict[str, Path], threads: int, repeats: int) -> dict[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--student", help="student head artefact folder (default: the speaker's, if installed)")
+    parser.add_argument("--plot", help="write spectrograms of a held-out clip by every vocoder to this PNG")
     args = parser.parse_args()
     engine = Engine.load(EngineConfig(threads=2))
+    student = Path(args.student) if args.student else engine.config.student_dir
     with tempfile.TemporaryDirectory() as tmp:
-        paths = variant_paths(engine.config.model_dir, Path(tmp))
+        paths = variant_paths(engine.config.model_dir, Path(tmp), student if student.exists() else None)
+        if args.plot:
+            plot(paths, engine, Path(args.plot))
         quality = gates(paths, engine, SpeakerEncoder(threads=2))
         per_threads = {t: costs(paths, engine, t, args.repeats) for t in (1, 2)}
         whole = {t: engine_costs(paths, t, args.repeats) for t in (1, 2)}

@@ -20,7 +20,8 @@ from hearmylove.engine.config import EngineConfig  # noqa: E402
 from hearmylove.engine.engine import SAMPLES_PER_FRAME, Engine  # noqa: E402
 from hearmylove.errors import ModelError  # noqa: E402
 from hearmylove.student import FRONT_FEATURES, FRONT_SOURCE, HEAD_FILE, HEAD_MANIFEST, extract_front  # noqa: E402
-from voicelab.distill import export, make_data, shards, train  # noqa: E402
+from voicelab.cli import main  # noqa: E402
+from voicelab.distill import export, make_data, plot_history, shards, train  # noqa: E402
 from voicelab.student import HOP, frames_of, overlap_add  # noqa: E402
 
 
@@ -92,16 +93,20 @@ def test_teacher_shards_are_aligned_and_resume_without_repeating(data: Path, eng
         (data / "999999.npz.partial.npz").unlink()
 
 
-def test_training_resumes_from_its_checkpoint_and_learns(trained: tuple[Path, dict]) -> None:
+def test_training_resumes_from_its_checkpoint_and_learns(trained: tuple[Path, dict], tmp_path: Path) -> None:
     checkpoint, state = trained
     steps = [row["step"] for row in state["history"]]
     assert steps == [0, 30, 50, 60]  # the second run went on from step 30, not from scratch
     assert state["history"][-1]["val_total"] < 0.8 * state["history"][0]["val_total"]
+    curve = plot_history(checkpoint, tmp_path / "curve.png")
+    assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_untrained_data_folder_is_refused_with_the_fix(tmp_path: Path) -> None:
+def test_an_empty_data_folder_is_refused_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ModelError, match="voicelab distill data"):
         train(tmp_path, tmp_path / "head.pt", steps=10, progress=lambda m: None)
+    code = main(["distill", "train", "--data", str(tmp_path), "--checkpoint", str(tmp_path / "head.pt")])
+    assert code == 2 and "0 teacher shards" in capsys.readouterr().err
 
 
 def test_the_engine_speaks_through_the_exported_student(

@@ -171,6 +171,7 @@ def cmd_distill_train(args: argparse.Namespace) -> int:
         Path(args.checkpoint),
         steps=args.steps,
         minutes=args.minutes,
+        until=args.until,
         batch=args.batch,
         threads=args.threads,
         progress=_progress,
@@ -188,6 +189,13 @@ def cmd_distill_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distill_plot(args: argparse.Namespace) -> int:
+    from .distill import plot_history
+
+    print(plot_history(Path(args.checkpoint), Path(args.out)))
+    return 0
+
+
 def _add_distill_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     distill = sub.add_parser("distill", help="train the fast student vocoder from Kokoro's (docs/vocoder.md)")
     steps = distill.add_subparsers(dest="step", required=True)
@@ -202,6 +210,7 @@ def _add_distill_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     train.add_argument("--checkpoint", required=True, help="checkpoint file, written every 50 steps")
     train.add_argument("--steps", type=int, default=3000, help="steps in the whole schedule (default 3000)")
     train.add_argument("--minutes", type=float, help="stop after this long (resume later)")
+    train.add_argument("--until", type=int, help="stop at this step (resume later)")
     train.add_argument("--batch", type=int, default=16)
     train.add_argument("--threads", type=int, default=2)
     train.set_defaults(func=cmd_distill_train)
@@ -209,6 +218,10 @@ def _add_distill_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     export.add_argument("--checkpoint", required=True)
     export.add_argument("--out", help="folder (default: where the speaker looks for it)")
     export.set_defaults(func=cmd_distill_export)
+    curve = steps.add_parser("plot", help="plot the held-out losses of a training run")
+    curve.add_argument("--checkpoint", required=True)
+    curve.add_argument("--out", required=True, help="PNG to write")
+    curve.set_defaults(func=cmd_distill_plot)
 
 
 def _add_consent_options(parser: argparse.ArgumentParser) -> None:

@@ -131,6 +131,8 @@ def shards(data: Path) -> list[Path]:
 
 SEGMENT = 64  # 80 Hz frames per training example (0.8 s)
 RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
+LOSS_TERMS = ("total", "sc", "mag", "mel", "complex")
+COMPLEX_WEIGHT = 0.5  # the phase-aware term: the source carries phase, this only aligns it
 
 
 class Corpus:
@@ -176,7 +178,7 @@ class Corpus:
 
 
 def losses(head: object, batch: tuple) -> dict:
-    """Multi-resolution STFT (spectral convergence + log magnitude) and a phase-aware term."""
+    """Multi-resolution STFT (spectral convergence + log magnitude), log mel, and a phase-aware term."""
     import torch
 
     from .student import overlap_add, stft_target
@@ -191,10 +193,29 @@ def losses(head: object, batch: tuple) -> dict:
         t = torch.stft(audio, n_fft, hop, window=window, return_complex=True).abs()
         out["sc"] = out["sc"] + torch.linalg.norm(t - p) / torch.linalg.norm(t).clamp_min(1e-6) / len(RESOLUTIONS)
         out["mag"] = out["mag"] + (torch.log(p + 1e-5) - torch.log(t + 1e-5)).abs().mean() / len(RESOLUTIONS)
+    window = torch.hann_window(1024)
+    mels = _mel_matrix(1024, 80)
+    p_mel = mels @ torch.stft(pred, 1024, 256, window=window, return_complex=True).abs()
+    t_mel = mels @ torch.stft(audio, 1024, 256, window=window, return_complex=True).abs()
+    out["mel"] = (torch.log(p_mel + 1e-5) - torch.log(t_mel + 1e-5)).abs().mean()
     target = stft_target(audio)
     out["complex"] = (spec - target).abs().mean() / target.abs().mean().clamp_min(1e-6)
-    out["total"] = out["sc"] + out["mag"] + out["complex"]
+    out["total"] = out["sc"] + out["mag"] + out["mel"] + COMPLEX_WEIGHT * out["complex"]
     return out
+
+
+def _mel_matrix(n_fft: int, n_mels: int) -> object:
+    """Triangular mel filters (HTK scale) over the STFT bins: the loss hears like a listener."""
+    import torch
+
+    def mel(hz: np.ndarray) -> np.ndarray:
+        return 2595 * np.log10(1 + hz / 700)
+
+    edges = 700 * (10 ** (np.linspace(0, mel(np.array(SAMPLE_RATE / 2)), n_mels + 2) / 2595) - 1)
+    bins = np.linspace(0, SAMPLE_RATE / 2, n_fft // 2 + 1)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    filters = np.maximum(0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid)))
+    return torch.from_numpy(filters.astype(np.float32))
 
 
 def train(
@@ -253,7 +274,7 @@ def train(
         row = {
             "step": state["step"],
             "train": train_loss,
-            **{f"val_{k}": float(np.mean([float(v[k]) for v in val])) for k in ("total", "sc", "mag", "complex")},
+            **{f"val_{k}": float(np.mean([float(v[k]) for v in val])) for k in LOSS_TERMS},
         }
         state["seconds"] += time.monotonic() - started
         started = time.monotonic()
@@ -262,7 +283,8 @@ def train(
         _save(checkpoint, {**payload, "config": head.config})
         progress(
             f"step {state['step']}/{steps}: train {row['train']:.3f}, held-out {row['val_total']:.3f} "
-            f"(sc {row['val_sc']:.3f}, log-mag {row['val_mag']:.3f}, complex {row['val_complex']:.3f}), "
+            f"(sc {row['val_sc']:.3f}, log-mag {row['val_mag']:.3f}, mel {row['val_mel']:.3f}, "
+            f"complex {row['val_complex']:.3f}), "
             f"{state['seconds'] / 60:.1f} min"
         )
 
@@ -339,3 +361,27 @@ def export(checkpoint: Path, out_dir: Path, progress: Progress = print) -> Path:
     fsync(out_dir / HEAD_MANIFEST)
     progress(f"student head {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB), sha256 {manifest['sha256'][:16]}")
     return onnx_path
+
+
+def plot_history(checkpoint: Path, out: Path) -> Path:
+    """Held-out loss terms over the steps of a training run, as a PNG."""
+    import matplotlib
+    import torch
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = torch.load(checkpoint, map_location="cpu", weights_only=False)["state"]["history"]
+    steps = [row["step"] for row in history]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = {"sc": "spectral convergence", "mag": "log magnitude", "mel": "log mel", "complex": "complex"}
+    for term, label in labels.items():
+        ax.plot(steps, [row[f"val_{term}"] for row in history], label=label)
+    ax.set_xlabel("step (16 x 0.8 s of teacher audio each)")
+    ax.set_ylabel("held-out loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    return out

@@ -3,9 +3,9 @@
 Why this shape: the teacher's generator is a source-filter network. It builds a harmonic
 source from F0 (phase locked to the pitch) and shapes it at sample rate. The head keeps the
 source (the front computes it) and does the shaping per 80 Hz frame in the STFT domain:
-the spectrum of each frame is `filter x source_spectrum + residual`, where the filter and
-the residual (breath, fricatives) come from a small ConvNeXt over the front's features,
-with the voice's timbre vector modulating every block (adaptive layer norm). Phase comes
+each frame's spectrum is `filter x source + filter2 x saturated source + residual`, where
+the filters and the residual (breath, fricatives) come from a small ConvNeXt over the
+front's features, with the voice's timbre vector modulating every block (adaptive layer norm). Phase comes
 from the source, so voiced speech needs no phase prediction, which is what a Vocos-style
 head trained without a GAN gets wrong. All sample-rate work is two fixed matrix products
 (DFT, inverse DFT) and an overlap-add written as slices, so it exports to plain ONNX.
@@ -24,6 +24,7 @@ N_FFT = 4 * HOP
 BINS = N_FFT // 2 + 1
 FEATURES = 512
 TIMBRE = 128
+SATURATE = 20.0  # the source peaks near 0.15: x20 drives tanh close to a square wave
 
 
 def _dft_matrices() -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,11 +90,11 @@ class StudentHead(nn.Module):
         self.conv_in = nn.Conv1d(FEATURES, dim, kernel, padding=kernel // 2)
         self.blocks = nn.ModuleList(Block(dim, kernel, mult) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
-        self.out = nn.Linear(dim, 4 * BINS)
+        self.out = nn.Linear(dim, 6 * BINS)
         nn.init.normal_(self.out.weight, std=1e-3)
         nn.init.zeros_(self.out.bias)
         with torch.no_grad():
-            self.out.bias[2 * BINS : 3 * BINS] = -6.0  # the residual starts quiet
+            self.out.bias[4 * BINS : 5 * BINS] = -6.0  # the residual starts quiet
         forward, inverse = _dft_matrices()
         self.register_buffer("dft", forward, persistent=False)
         self.register_buffer("idft", inverse, persistent=False)
@@ -106,11 +107,15 @@ class StudentHead(nn.Module):
         x = self.conv_in(features).transpose(1, 2)
         for block in self.blocks:
             x = block(x, timbre)
-        h_re, h_im, log_mag, phase = self.out(self.norm(x)).chunk(4, dim=-1)
-        e_re, e_im = (frames_of(source, frames) @ self.dft).chunk(2, dim=-1)
+        h_re, h_im, g_re, g_im, log_mag, phase = self.out(self.norm(x)).chunk(6, dim=-1)
         mag = torch.exp(torch.clamp(log_mag, max=6.0))
-        re = h_re * e_re - h_im * e_im + mag * torch.cos(phase)
-        im = h_re * e_im + h_im * e_re + mag * torch.sin(phase)
+        re, im = mag * torch.cos(phase), mag * torch.sin(phase)
+        # The source holds harmonics up to about 4 kHz; its saturated copy carries the same
+        # phases up to Nyquist, so bright voices keep coherent upper harmonics.
+        for (a, b), excitation in (((h_re, h_im), source), ((g_re, g_im), torch.tanh(SATURATE * source))):
+            e_re, e_im = (frames_of(excitation, frames) @ self.dft).chunk(2, dim=-1)
+            re = re + a * e_re - b * e_im
+            im = im + a * e_im + b * e_re
         return torch.cat([re, im], dim=-1)
 
     def forward(self, features: torch.Tensor, source: torch.Tensor, timbre: torch.Tensor) -> torch.Tensor:
