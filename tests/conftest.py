@@ -23,6 +23,7 @@ def model_dir() -> Path:
     """The real export, in the data folder (HEARMYLOVE_DATA), made from the installed packages."""
     config = EngineConfig(model_dir=default_model_dir())
     ensure_models(config)
+    Engine.load(config)  # builds the default vocoder once, before tests start daemons that need it
     return config.model_dir
 
 

@@ -12,6 +12,7 @@ import pytest
 from hearmylove.engine.config import EngineConfig
 from hearmylove.engine.engine import SAMPLE_RATE, Engine
 from hearmylove.quantize import QDQ_FILE, dequantize
+from voicelab.encoder import SpeakerEncoder, similarity
 from voicelab.judge import transcribe, wer
 
 TEXT = "The old lighthouse keeper waved at every ship that passed in the night."
@@ -49,10 +50,18 @@ def qdq_engine(model_dir: Path) -> Engine:
     return Engine.load(EngineConfig(model_dir=model_dir, vocoder="qdq"))  # built once if missing
 
 
-def test_the_static_int8_vocoder_is_built_once_and_understood(qdq_engine: Engine, model_dir: Path) -> None:
+def test_the_static_int8_vocoder_is_built_once_understood_and_keeps_the_voice(
+    qdq_engine: Engine, engine: Engine, model_dir: Path
+) -> None:
     model = onnx.load(str(model_dir / QDQ_FILE))
     quantized = [n.name for n in model.graph.node if n.op_type == "QuantizeLinear"]
-    assert quantized and not any("noise_convs" in n or "conv_post" in n for n in quantized)  # kept in float
+    assert any("generator/resblocks" in n for n in quantized)
+    for kept in ("noise_convs", "conv_post", "decoder/decode.", "decoder/encode/"):  # in float
+        assert not any(kept in n for n in quantized), kept
+    f = _features(engine)
+    teacher, fast = engine.vocode_whole(f), qdq_engine.vocode_whole(f)
+    encoder = SpeakerEncoder(threads=2)
+    assert similarity(encoder.embed(fast, SAMPLE_RATE), encoder.embed(teacher, SAMPLE_RATE)) >= 0.90  # the gate
     audio = qdq_engine.synthesize(TEXT, lang="en")
     assert wer(TEXT, transcribe(audio, SAMPLE_RATE, "en")) <= 0.1
     built = (model_dir / QDQ_FILE).stat().st_mtime

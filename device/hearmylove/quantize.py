@@ -4,8 +4,8 @@ The shipped Kokoro vocoder is dynamically quantized: every convolution quantizes
 at run time (DynamicQuantizeLinear + ConvInteger), which costs more than it saves here.
 `dequantize` rebuilds plain float Conv/MatMul nodes from the int8 weights; `quantize_static`
 then quantizes the convolutions with scales calibrated once (QDQ, per channel), keeping in
-float the layers that turn to noise when quantized (the noise convolutions, the last conv,
-and every MatMul).
+float the layers that turn to noise or move the voice when quantized (the noise convolutions,
+the last conv, the frame-rate front, every MatMul).
 """
 
 from __future__ import annotations
@@ -20,8 +20,19 @@ from onnx import helper, numpy_helper
 
 from .durable import fsync
 
-KEEP_FLOAT = ("noise_convs", "conv_post")
-QDQ_FILE = "vocoder-qdq.onnx"
+# Quantizing these moves the voice: the noise convolutions and the last conv turn speech to
+# noise; the frame-rate front (AdaIN decoder, 7% of the cost) carries the timbre, and in int8
+# it took GE2E similarity to the teacher down to 0.87 (kept float: 0.94, docs/vocoder.md).
+KEEP_FLOAT = (
+    "noise_convs",
+    "conv_post",
+    "decoder/decode.",
+    "decoder/encode/",
+    "decoder/F0_conv",
+    "decoder/N_conv",
+    "decoder/asr_res",
+)
+QDQ_FILE = "vocoder-qdq-v2.onnx"  # the recipe's version: a changed recipe builds a new file
 # Calibration speech: never the texts the quality gates are measured on (bench/vocoder_variants.py).
 CALIBRATION_TEXTS = {
     "en": [

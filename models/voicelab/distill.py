@@ -80,7 +80,7 @@ def _utterances(engine: Engine, rng: np.random.Generator) -> Iterator[tuple[str,
 def make_data(out: Path, minutes: float, seed: int = 0, threads: int = 2, progress: Progress = print) -> float:
     """Render shards until `minutes` of teacher audio are on disk; returns the minutes there."""
     out.mkdir(parents=True, exist_ok=True)
-    engine = Engine.load(EngineConfig(threads=threads))
+    engine = Engine.load(EngineConfig(threads=threads, vocoder="int8"))  # the teacher: Kokoro's own
     front_path = out / "front.onnx"
     if not front_path.exists():
         onnx.save(extract_front(engine.config.model_dir / "vocoder.onnx"), str(front_path))

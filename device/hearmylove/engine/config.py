@@ -22,9 +22,10 @@ class EngineConfig(BaseModel):
     spinning: bool = False
     """Let onnxruntime threads spin between ops. Faster alone, much slower next to other work."""
     optimization: Literal["disable", "basic", "extended", "all"] = "all"
-    vocoder: Literal["int8", "qdq", "student"] = "int8"
-    """`int8`: Kokoro's dynamic int8 vocoder; `qdq`: static int8, about twice as fast; `student`: the
-    distilled head after Kokoro's front, about ten times as fast (docs/vocoder.md)."""
+    vocoder: Literal["int8", "qdq", "student"] = "qdq"
+    """`qdq`: static int8, built once from Kokoro's vocoder, about twice as fast and within the quality
+    gates; `int8`: Kokoro's own dynamic int8 (the teacher); `student`: the distilled head after
+    Kokoro's front, needs its artefact in `student_dir` (docs/vocoder.md)."""
     student_dir: Path = Field(default_factory=default_student_dir)
     """Where the student head's release artefact lies (`student-head.onnx` + `student-head.json`)."""
     english: Literal["espeak", "misaki"] = "espeak"
