@@ -7,6 +7,9 @@ gates); here a few training steps on a few seconds of teacher audio show every p
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +142,18 @@ def test_a_tampered_or_missing_student_is_refused(trained: tuple[Path, dict], mo
     with pytest.raises(ModelError, match="does not match the sha256"):
         Engine.load(EngineConfig(model_dir=sandbox, vocoder="student", student_dir=head_dir))
     assert not list(sandbox.glob("vocoder-student-*"))  # nothing built from a damaged head
+
+
+def test_say_with_the_student_and_no_artefact_names_what_is_missing(model_dir: Path, tmp_path: Path) -> None:
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run(
+        [str(bin_dir / "hearmylove"), "say", "Hi.", "--vocoder", "student", "--model-dir", str(model_dir)]
+        + ["--out", str(tmp_path / "hi.wav")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HEARMYLOVE_DATA": str(tmp_path / "data")},
+    )
+    assert result.returncode == 2
+    assert "no student vocoder in" in result.stderr and "student-vocoder" in result.stderr
+    assert not (tmp_path / "hi.wav").exists()

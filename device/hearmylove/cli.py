@@ -76,7 +76,7 @@ def cmd_say(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in _OUT_FORMATS:
         raise HearMyLoveError(f"output {str(out)!r} must end in one of {', '.join(_OUT_FORMATS)}")
     text = _read_text(args)
-    overrides = {"threads": args.threads, "english": args.english}
+    overrides = {"threads": args.threads, "english": args.english, "vocoder": args.vocoder}
     if args.model_dir:
         overrides["model_dir"] = Path(args.model_dir)
     config = EngineConfig(**{k: v for k, v in overrides.items() if v is not None})
@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--out", required=True, help="output file: .wav, .flac, .ogg or .opus")
     say.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default 2)")
     say.add_argument("--english", choices=("espeak", "misaki"), default=None, help="English G2P back end")
+    say.add_argument(
+        "--vocoder", choices=("qdq", "int8", "student"), default=None, help="vocoder (default qdq; docs/vocoder.md)"
+    )
     say.add_argument("--model-dir", default=None, help="exported base models (default: the data folder)")
     say.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     say.set_defaults(func=cmd_say)
