@@ -49,7 +49,7 @@ def _sandbox(model_dir: Path, tmp: Path) -> Path:
     sandbox = tmp / "models"
     sandbox.mkdir()
     for f in model_dir.iterdir():
-        if f.is_file():
+        if f.is_file() and not f.name.startswith("vocoder-student-"):  # students merged earlier stay out
             (sandbox / f.name).symlink_to(f)
     return sandbox
 

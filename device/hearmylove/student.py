@@ -13,7 +13,6 @@ like any other vocoder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import onnx
 from onnx import compose, helper
 from onnx.utils import Extractor
 
+from .basemodel import _sha256
 from .durable import fsync
 from .errors import ModelError
 
@@ -50,14 +50,6 @@ def extract_front(vocoder: Path) -> onnx.ModelProto:
     return front
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_head(head_dir: Path) -> tuple[Path, str]:
     """The head artefact as released: its manifest holds its sha256 (returned with the path)."""
     manifest_path = head_dir / HEAD_MANIFEST
@@ -72,7 +64,7 @@ def verify_head(head_dir: Path) -> tuple[Path, str]:
         expected = manifest["sha256"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{manifest_path} is not a student-head manifest: {exc}") from exc
-    if sha256(head) != expected:
+    if _sha256(head) != expected:
         raise ModelError(f"{head} does not match the sha256 in {manifest_path}: the file is damaged or replaced")
     return head, expected
 

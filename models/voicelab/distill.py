@@ -11,6 +11,7 @@ so an interrupted run goes on where it stopped.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import re
 import time
@@ -181,11 +182,11 @@ def losses(head: object, batch: tuple) -> dict:
     """Multi-resolution STFT (spectral convergence + log magnitude), log mel, and a phase-aware term."""
     import torch
 
-    from .student import overlap_add, stft_target
+    from .student import frames_of
 
     features, source, timbre, audio = batch
     spec = head.spectrum(features, source, timbre)  # type: ignore[attr-defined]
-    pred = overlap_add(spec @ head.idft) / head.envelope.repeat(features.shape[2])  # type: ignore[attr-defined]
+    pred = head.waveform(spec)  # type: ignore[attr-defined]
     out = {"sc": 0.0, "mag": 0.0}
     for n_fft, hop in RESOLUTIONS:
         window = torch.hann_window(n_fft)
@@ -198,12 +199,13 @@ def losses(head: object, batch: tuple) -> dict:
     p_mel = mels @ torch.stft(pred, 1024, 256, window=window, return_complex=True).abs()
     t_mel = mels @ torch.stft(audio, 1024, 256, window=window, return_complex=True).abs()
     out["mel"] = (torch.log(p_mel + 1e-5) - torch.log(t_mel + 1e-5)).abs().mean()
-    target = stft_target(audio)
+    target = frames_of(audio, features.shape[2]) @ head.dft  # the teacher on the head's own grid
     out["complex"] = (spec - target).abs().mean() / target.abs().mean().clamp_min(1e-6)
     out["total"] = out["sc"] + out["mag"] + out["mel"] + COMPLEX_WEIGHT * out["complex"]
     return out
 
 
+@functools.cache
 def _mel_matrix(n_fft: int, n_mels: int) -> object:
     """Triangular mel filters (HTK scale) over the STFT bins: the loss hears like a listener."""
     import torch
@@ -322,7 +324,8 @@ def export(checkpoint: Path, out_dir: Path, progress: Progress = print) -> Path:
 
     import torch
 
-    from hearmylove.student import HEAD_FILE, HEAD_MANIFEST, sha256
+    from hearmylove.basemodel import _sha256
+    from hearmylove.student import HEAD_FILE, HEAD_MANIFEST
 
     from .student import HOP, StudentHead
 
@@ -350,7 +353,7 @@ def export(checkpoint: Path, out_dir: Path, progress: Progress = print) -> Path:
     state = saved["state"]
     manifest = {
         "file": HEAD_FILE,
-        "sha256": sha256(onnx_path),
+        "sha256": _sha256(onnx_path),
         "config": saved["config"],
         "steps": state["step"],
         "training_minutes": round(state["seconds"] / 60, 1),

@@ -118,15 +118,12 @@ class StudentHead(nn.Module):
             im = im + a * e_im + b * e_re
         return torch.cat([re, im], dim=-1)
 
+    def waveform(self, spec: torch.Tensor) -> torch.Tensor:
+        """[B, L, 2K] spectrum -> [B, HOP*L] samples (inverse STFT)."""
+        steady = self.envelope.repeat(spec.shape[1])  # the window overlap sums to a constant
+        return overlap_add(spec @ self.idft) / steady
+
     def forward(self, features: torch.Tensor, source: torch.Tensor, timbre: torch.Tensor) -> torch.Tensor:
         """features [B, 512, L] at 80 Hz, source [B, HOP*L] (or [B, HOP*L, 1]), timbre [B, 128] -> [B, HOP*L]."""
         source = source.reshape(source.shape[0], -1)
-        spec = self.spectrum(features, source, timbre)
-        audio = overlap_add(spec @ self.idft)
-        steady = self.envelope.repeat(features.shape[2])  # the window overlap sums to a constant
-        return audio / steady
-
-
-def stft_target(audio: torch.Tensor) -> torch.Tensor:
-    """The teacher's audio on the head's own grid [B, L, 2K], for the phase-aware loss."""
-    return frames_of(audio, audio.shape[1] // HOP) @ _dft_matrices()[0].to(audio.device)
+        return self.waveform(self.spectrum(features, source, timbre))
