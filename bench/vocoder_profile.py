@@ -47,13 +47,12 @@ def profile(path: Path, feeds: list, tmp: Path) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--student", help="student head artefact folder (default: the speaker's, if installed)")
+    parser.add_argument("--weights", help="build the student from this head folder first (default: as built)")
     args = parser.parse_args()
     engine = Engine.load(EngineConfig(threads=2))
     feeds = [engine.features(u.phonemes, engine.voice(None, "en")) for u in engine.frontend.utterances(COST_TEXT, "en")]
-    student = Path(args.student) if args.student else engine.config.student_dir
     with tempfile.TemporaryDirectory() as tmp:
-        paths = variant_paths(engine.config.model_dir, Path(tmp), student if student.exists() else None)
+        paths = variant_paths(engine.config.model_dir, Path(tmp), Path(args.weights) if args.weights else None)
         for name, path in paths.items():
             per_op = profile(path, feeds, Path(tmp))
             total = sum(per_op.values())

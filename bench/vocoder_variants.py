@@ -9,7 +9,7 @@ audio (>= 0.90), DNSMOS overall (within 0.2 of the teacher), clicks at streamed 
 (energy jump at a seam no larger than the 99th percentile of jumps elsewhere, x1.5).
 The machine is noisy: costs are medians of interleaved repeats; trust the ratios.
 
-usage: .venv/bin/python bench/vocoder_variants.py [--repeats 3] [--student DIR] [--plot FILE.png]
+usage: .venv/bin/python bench/vocoder_variants.py [--repeats 3] [--weights DIR] [--plot FILE.png]
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ from engine_vs_piper import load_piper, piper_chunks  # noqa: E402
 
 from hearmylove.engine.config import EngineConfig  # noqa: E402
 from hearmylove.engine.engine import SAMPLE_RATE, Engine, Features  # noqa: E402
-from hearmylove.quantize import QDQ_FILE, dequantize  # noqa: E402
-from hearmylove.student import ensure_student  # noqa: E402
+from hearmylove.engine.vocoders import vocoder_file  # noqa: E402
+from hearmylove.errors import ModelError  # noqa: E402
+from voicelab.build import build  # noqa: E402
 from voicelab.dnsmos import dnsmos  # noqa: E402
 from voicelab.encoder import SpeakerEncoder, similarity  # noqa: E402
 from voicelab.judge import transcribe, wer  # noqa: E402
+from voicelab.quantize import dequantize  # noqa: E402
 
 HELD_OUT = [
     ("en", "jf_tebukuro", "The old lighthouse keeper waved at every ship that passed in the night."),
@@ -74,13 +76,18 @@ def seam_jumps(engine: Engine, f: Features) -> tuple[float, float]:
     return max(at_seams, default=0.0), float(np.percentile(jumps, 99))
 
 
-def variant_paths(model_dir: Path, tmp: Path, student: Path | None) -> dict[str, Path]:
-    paths = {"int8": model_dir / "vocoder.onnx", "fp32": tmp / "vocoder-fp32.onnx", "qdq": model_dir / QDQ_FILE}
+def variant_paths(model_dir: Path, tmp: Path, weights: Path | None) -> dict[str, Path]:
+    """Every variant's file; `weights` builds the student from another head (a candidate) first."""
+    build(model_dir, which=["qdq"], progress=print)
+    paths = {"int8": model_dir / "vocoder.onnx", "fp32": tmp / "vocoder-fp32.onnx"}
+    paths["qdq"] = vocoder_file(model_dir, "qdq")
     onnx.save(dequantize(onnx.load(str(paths["int8"]))), str(paths["fp32"]))
-    if not paths["qdq"].exists():
-        Engine.load(EngineConfig(vocoder="qdq"), progress=print)  # builds it once
-    if student is not None:
-        paths["student"] = ensure_student(model_dir, student, print)
+    if weights is not None:
+        build(model_dir, weights, ["student"], progress=print)
+    try:
+        paths["student"] = vocoder_file(model_dir, "student")
+    except ModelError as exc:
+        print(f"no student: {exc}")
     return paths
 
 
@@ -171,13 +178,12 @@ def engine_costs(paths: dict[str, Path], threads: int, repeats: int) -> dict[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--student", help="student head artefact folder (default: the speaker's, if installed)")
+    parser.add_argument("--weights", help="build the student from this head folder first (default: as built)")
     parser.add_argument("--plot", help="write spectrograms of a held-out clip by every vocoder to this PNG")
     args = parser.parse_args()
-    engine = Engine.load(EngineConfig(threads=2))
-    student = Path(args.student) if args.student else engine.config.student_dir
+    engine = Engine.load(EngineConfig(threads=2, vocoder="int8"))
     with tempfile.TemporaryDirectory() as tmp:
-        paths = variant_paths(engine.config.model_dir, Path(tmp), student if student.exists() else None)
+        paths = variant_paths(engine.config.model_dir, Path(tmp), Path(args.weights) if args.weights else None)
         if args.plot:
             plot(paths, engine, Path(args.plot))
         quality = gates(paths, engine, SpeakerEncoder(threads=2))

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import settings
 
 from hearmylove.engine.config import EngineConfig
-from hearmylove.engine.engine import Engine, ensure_models
+from hearmylove.engine.engine import Engine
 from hearmylove.paths import default_model_dir
+from voicelab.build import build
 
 # CI explores the same examples every run (a landing must not hang on luck); developers'
 # runs explore at random and find new ones.
@@ -22,8 +23,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 def model_dir() -> Path:
     """The real export, in the data folder (HEARMYLOVE_DATA), made from the installed packages."""
     config = EngineConfig(model_dir=default_model_dir())
-    ensure_models(config)
-    Engine.load(config)  # builds the default vocoder once, before tests start daemons that need it
+    build(config.model_dir, progress=lambda _: None)  # what setup.sh builds; kept when already there
     return config.model_dir
 
 

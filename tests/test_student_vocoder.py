@@ -1,4 +1,4 @@
-"""The distilled vocoder's plumbing: teacher data, training that resumes, the artefact, the engine.
+"""The distilled vocoder's plumbing: teacher data, training that resumes, the shipped weights, the build, the engine.
 
 How well a fully trained head sounds is measured by bench/vocoder_variants.py (the quality
 gates); here a few training steps on a few seconds of teacher audio show every part works.
@@ -6,6 +6,7 @@ gates); here a few training steps on a few seconds of teacher audio show every p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -22,10 +23,20 @@ torch = pytest.importorskip("torch")
 from hearmylove.engine.config import EngineConfig  # noqa: E402
 from hearmylove.engine.engine import SAMPLES_PER_FRAME, Engine  # noqa: E402
 from hearmylove.errors import ModelError  # noqa: E402
-from hearmylove.student import FRONT_FEATURES, FRONT_SOURCE, HEAD_FILE, HEAD_MANIFEST, extract_front  # noqa: E402
+from voicelab.build import (  # noqa: E402
+    FRONT_FEATURES,
+    FRONT_SOURCE,
+    HEAD_FILE,
+    HEAD_MANIFEST,
+    WEIGHTS_DIR,
+    build,
+    extract_front,
+    read_head_manifest,
+    restore_dft,
+)
 from voicelab.cli import main  # noqa: E402
-from voicelab.distill import export, make_data, plot_history, shards, train  # noqa: E402
-from voicelab.student import HOP, frames_of, overlap_add  # noqa: E402
+from voicelab.distill import WEIGHTS_FILE, export, make_data, plot_history, shards, train  # noqa: E402
+from voicelab.student import HOP, StudentHead, frames_of, overlap_add  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +60,7 @@ def _sandbox(model_dir: Path, tmp: Path) -> Path:
     sandbox = tmp / "models"
     sandbox.mkdir()
     for f in model_dir.iterdir():
-        if f.is_file() and not f.name.startswith("vocoder-student-"):  # students merged earlier stay out
+        if f.is_file() and not f.name.startswith("vocoder-student-") and f.name != "vocoders.json":
             (sandbox / f.name).symlink_to(f)
     return sandbox
 
@@ -115,39 +126,60 @@ def test_an_empty_data_folder_is_refused_with_the_fix(tmp_path: Path, capsys: py
 def test_the_engine_speaks_through_the_exported_student(
     trained: tuple[Path, dict], engine: Engine, model_dir: Path, tmp_path: Path
 ) -> None:
-    head_dir = tmp_path / "artefact"
+    head_dir = tmp_path / "weights"
     export(trained[0], head_dir, progress=lambda m: None)
     manifest = json.loads((head_dir / HEAD_MANIFEST).read_text())
-    assert manifest["steps"] == 60 and len(manifest["sha256"]) == 64
-    config = EngineConfig(model_dir=_sandbox(model_dir, tmp_path), vocoder="student", student_dir=head_dir, threads=2)
-    student = Engine.load(config, progress=lambda m: None)
-    assert student.vocoder_name == f"vocoder-student-{manifest['sha256'][:16]}.onnx"
+    digest = manifest["files"][HEAD_FILE]["sha256"]
+    assert manifest["steps"] == 60 and sorted(manifest["computed"].values()) == ["dft", "idft"]
+    assert not _holds_dft(onnx.load(str(head_dir / HEAD_FILE)))  # the build computes them
+    sandbox = _sandbox(model_dir, tmp_path)
+    build(sandbox, head_dir, ["student"], progress=lambda m: None)
+    student = Engine.load(EngineConfig(model_dir=sandbox, vocoder="student", threads=2))
+    assert student.vocoder_name == f"vocoder-student-{digest[:16]}.onnx"
     text = "The moon is up, and the little owl is awake. Good night!"
     audio = student.synthesize(text, lang="en")
     teacher = engine.synthesize(text, lang="en")
     assert audio.shape == teacher.shape and np.isfinite(audio).all()
 
 
+def _holds_dft(model: onnx.ModelProto) -> bool:
+    return any(tuple(t.dims) in ((1200, 1202), (1202, 1200)) for t in model.graph.initializer) or any(
+        n.op_type == "Constant" and tuple(n.attribute[0].t.dims) in ((1200, 1202), (1202, 1200))
+        for n in model.graph.node
+        if n.attribute and n.attribute[0].HasField("t")
+    )
+
+
 def test_a_tampered_or_missing_student_is_refused(trained: tuple[Path, dict], model_dir: Path, tmp_path: Path) -> None:
     sandbox = _sandbox(model_dir, tmp_path)
-    missing = EngineConfig(model_dir=sandbox, vocoder="student", student_dir=tmp_path / "nothing")
-    with pytest.raises(ModelError, match="no student vocoder .*voicelab distill export"):
-        Engine.load(missing)
-    head_dir = tmp_path / "artefact"
+    with pytest.raises(ModelError, match="not built .*voicelab build"):
+        Engine.load(EngineConfig(model_dir=sandbox, vocoder="student"))
+    head_dir = tmp_path / "weights"
     export(trained[0], head_dir, progress=lambda m: None)
     head = head_dir / HEAD_FILE
-    raw = bytearray(head.read_bytes())
+    pristine = head.read_bytes()
+    raw = bytearray(pristine)
     raw[len(raw) // 2] ^= 0x01
     head.write_bytes(bytes(raw))
     with pytest.raises(ModelError, match="does not match the sha256"):
-        Engine.load(EngineConfig(model_dir=sandbox, vocoder="student", student_dir=head_dir))
+        build(sandbox, head_dir, ["student"], progress=lambda m: None)
     assert not list(sandbox.glob("vocoder-student-*"))  # nothing built from a damaged head
+    head.write_bytes(pristine)
+    merged = build(sandbox, head_dir, ["student"], progress=lambda m: None)["student"]
+    with open(merged, "r+b") as f:  # the speaker's copy damaged after the build (a bad SD card)
+        f.seek(merged.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0x01]))
+    with pytest.raises(ModelError, match="does not match its sha256"):
+        Engine.load(EngineConfig(model_dir=sandbox, vocoder="student"))
 
 
-def test_say_with_the_student_and_no_artefact_names_what_is_missing(model_dir: Path, tmp_path: Path) -> None:
+def test_say_with_an_unbuilt_vocoder_names_the_build_and_builds_nothing(model_dir: Path, tmp_path: Path) -> None:
+    sandbox = _sandbox(model_dir, tmp_path)
     bin_dir = Path(sys.executable).parent
     result = subprocess.run(
-        [str(bin_dir / "hearmylove"), "say", "Hi.", "--vocoder", "student", "--model-dir", str(model_dir)]
+        [str(bin_dir / "hearmylove"), "say", "Hi.", "--vocoder", "student", "--model-dir", str(sandbox)]
         + ["--out", str(tmp_path / "hi.wav")],
         capture_output=True,
         text=True,
@@ -155,5 +187,59 @@ def test_say_with_the_student_and_no_artefact_names_what_is_missing(model_dir: P
         env={**os.environ, "HEARMYLOVE_DATA": str(tmp_path / "data")},
     )
     assert result.returncode == 2
-    assert "no student vocoder in" in result.stderr and "student-vocoder" in result.stderr
-    assert not (tmp_path / "hi.wav").exists()
+    assert "'student' vocoder is not built" in result.stderr and "voicelab build" in result.stderr
+    assert not (tmp_path / "hi.wav").exists() and not list(sandbox.glob("vocoder-student-*"))
+
+
+def test_the_shipped_weights_are_one_model_and_train_on(data: Path, tmp_path: Path) -> None:
+    """models/weights: hashes hold, the ONNX head equals the fp16 checkpoint the studio starts from,
+    and training goes on from that checkpoint as well as from scratch."""
+    manifest = read_head_manifest(WEIGHTS_DIR)  # checks the ONNX head's sha256
+    shipped = WEIGHTS_DIR / WEIGHTS_FILE
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == manifest["files"][WEIGHTS_FILE]["sha256"]
+    saved = torch.load(shipped, map_location="cpu", weights_only=True)
+    head = StudentHead(**saved["config"])
+    head.load_state_dict({k: v.float() for k, v in saved["model"].items()})
+    head.eval()
+    model = onnx.load(str(WEIGHTS_DIR / HEAD_FILE))
+    restore_dft(model, manifest["computed"])
+    rng = np.random.default_rng(0)
+    frames = 24
+    feed = {
+        "features": rng.normal(0, 1, (1, 512, frames)).astype(np.float32),
+        "source": (0.1 * np.sin(np.arange(HOP * frames) * 0.05)).astype(np.float32).reshape(1, -1, 1),
+        "timbre": rng.normal(0, 0.3, (1, 128)).astype(np.float32),
+    }
+    (got,) = ort.InferenceSession(model.SerializeToString()).run(None, feed)
+    with torch.no_grad():
+        want = head(*(torch.from_numpy(v) for v in feed.values())).numpy()
+    assert np.corrcoef(got.reshape(-1), want.reshape(-1))[0, 1] > 0.999  # fp16 rounding apart
+    for init in (shipped, None):
+        state = train(data, tmp_path / f"ft-{init is None}.pt", steps=4, batch=2, init=init, progress=lambda m: None)
+        assert state["step"] == 4 and np.isfinite(state["history"][-1]["val_total"])
+    start = train(data, tmp_path / "probe.pt", steps=1, until=0, batch=2, init=shipped, progress=lambda m: None)
+    scratch = train(data, tmp_path / "probe0.pt", steps=1, until=0, batch=2, progress=lambda m: None)
+    assert start["history"][0]["val_total"] < scratch["history"][0]["val_total"]  # the weights were used
+
+
+def test_training_with_ffts_and_the_exported_matrices_agree() -> None:
+    head = StudentHead()
+    with torch.no_grad():
+        head.out.weight.normal_(0, 0.02)
+    head.eval()
+    inputs = (torch.randn(2, 512, 32), 0.1 * torch.randn(2, HOP * 32), torch.randn(2, 128))
+    with torch.no_grad():
+        fast = head(*inputs)
+        head.matrices = True
+        exported = head(*inputs)
+    assert torch.allclose(fast, exported, atol=1e-4)
+
+
+def test_the_speaker_side_never_imports_graph_building() -> None:
+    """The daemon and the engine load verified graphs; `onnx` (building) stays off the speaker."""
+    code = (
+        "import sys, hearmylove.daemon, hearmylove.cli, hearmylove.engine.engine, hearmylove.voicepack;"
+        "print(sorted(m for m in sys.modules if m == 'onnx' or m.startswith('onnx.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

@@ -63,7 +63,7 @@ def _pack_voice(args: argparse.Namespace, config: EngineConfig) -> Voice | None:
     if not args.trust:
         raise HearMyLoveError(f"{path} is a voice pack: name the studio's public key with --trust studio.pub")
     keys = [load_public_key(Path(p).read_text()) for p in args.trust]
-    ensure_models(config, progress=_progress)
+    ensure_models(config)
     _, voice = open_pack(path, keys, str(read_manifest(config.model_dir)["base_model_sha256"]))
     return voice
 
@@ -81,7 +81,7 @@ def cmd_say(args: argparse.Namespace) -> int:
         overrides["model_dir"] = Path(args.model_dir)
     config = EngineConfig(**{k: v for k, v in overrides.items() if v is not None})
     started = time.perf_counter()
-    engine = Engine.load(config, progress=_progress)
+    engine = Engine.load(config)
     chunks = engine.stream(text, voice=_pack_voice(args, config) or args.voice, lang=args.lang, speed=args.speed)
     container, subtype = _OUT_FORMATS[out.suffix.lower()]
     samples = 0
@@ -114,7 +114,7 @@ def cmd_voices(args: argparse.Namespace) -> int:
     from .engine.voices import DEFAULT_VOICES, VoiceBank
 
     config = EngineConfig()
-    ensure_models(config, _progress)
+    ensure_models(config)
     for voice in VoiceBank(config.model_dir / VOICES_FILE).ids:
         default_for = [lang for lang, v in DEFAULT_VOICES.items() if v == voice]
         print(voice + (f"  (default for {', '.join(default_for)})" if default_for else ""))

@@ -26,8 +26,3 @@ def default_model_dir() -> Path:
 
 def default_cache_dir() -> Path:
     return data_dir() / "renders"
-
-
-def default_student_dir() -> Path:
-    """The distilled vocoder head, installed from its release artefact (docs/vocoder.md)."""
-    return data_dir() / "student-vocoder"

@@ -174,6 +174,8 @@ def cmd_distill_train(args: argparse.Namespace) -> int:
         until=args.until,
         batch=args.batch,
         threads=args.threads,
+        adversarial_from=args.adversarial_from,
+        init=Path(args.init) if args.init else None,
         progress=_progress,
     )
     print(f"step {state['step']}/{args.steps} after {state['seconds'] / 60:.1f} min of training: {args.checkpoint}")
@@ -181,11 +183,22 @@ def cmd_distill_train(args: argparse.Namespace) -> int:
 
 
 def cmd_distill_export(args: argparse.Namespace) -> int:
-    from hearmylove.paths import default_student_dir
-
+    from .build import WEIGHTS_DIR
     from .distill import export
 
-    print(export(Path(args.checkpoint), Path(args.out) if args.out else default_student_dir(), progress=_progress))
+    out = Path(args.out) if args.out else WEIGHTS_DIR
+    print(export(Path(args.checkpoint), out, data=Path(args.data) if args.data else None, progress=_progress))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import WEIGHTS_DIR, build
+
+    model_dir = Path(args.model_dir) if args.model_dir else default_model_dir()
+    weights = Path(args.weights) if args.weights else WEIGHTS_DIR
+    which = args.vocoder or ["qdq", "student"]
+    for name, path in build(model_dir, weights, which, force=args.force, progress=_progress).items():
+        print(f"{name}\t{path}")
     return 0
 
 
@@ -213,10 +226,15 @@ def _add_distill_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     train.add_argument("--until", type=int, help="stop at this step (resume later)")
     train.add_argument("--batch", type=int, default=16)
     train.add_argument("--threads", type=int, default=2)
+    train.add_argument("--adversarial-from", type=int, help="step from which a spectrogram critic joins the losses")
+    train.add_argument(
+        "--init", help="start from these weights (e.g. models/weights/student-head.pt), not from scratch"
+    )
     train.set_defaults(func=cmd_distill_train)
-    export = steps.add_parser("export", help="write the release artefact: student-head.onnx + manifest")
+    export = steps.add_parser("export", help="write the shipped head: models/weights/student-head.{onnx,pt,json}")
     export.add_argument("--checkpoint", required=True)
-    export.add_argument("--out", help="folder (default: where the speaker looks for it)")
+    export.add_argument("--data", help="the training data folder (its minutes go into the manifest)")
+    export.add_argument("--out", help="folder (default: models/weights in this checkout)")
     export.set_defaults(func=cmd_distill_export)
     curve = steps.add_parser("plot", help="plot the held-out losses of a training run")
     curve.add_argument("--checkpoint", required=True)
@@ -305,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pack_commands(sub)
     _add_clone_commands(sub)
     _add_distill_commands(sub)
+    build = sub.add_parser("build", help="build what the speaker runs: base models, qdq and student vocoders")
+    build.add_argument("--model-dir", help="model folder (default: the speaker's data folder)")
+    build.add_argument("--weights", help="folder with the student head (default: models/weights)")
+    build.add_argument("--vocoder", action="append", choices=["qdq", "student"], help="only these (repeatable)")
+    build.add_argument("--force", action="store_true", help="rebuild even what is built and intact")
+    build.set_defaults(func=cmd_build)
     return parser
 
 

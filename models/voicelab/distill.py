@@ -1,4 +1,4 @@
-"""Distilling Kokoro's vocoder into the student head (device/hearmylove/student.py).
+"""Distilling Kokoro's vocoder into the student head (student.py; merged with the front by build.py).
 
 `make_data` renders what the teacher says for many texts (English and Mandarin) in many
 voices: random blends of the stock voices with noise on the timbre half, the way cloned
@@ -10,10 +10,10 @@ so an interrupted run goes on where it stopped.
 
 from __future__ import annotations
 
-import csv
 import functools
 import math
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,25 +27,22 @@ from hearmylove.engine.config import EngineConfig
 from hearmylove.engine.engine import SAMPLE_RATE, Engine, Features, session_options
 from hearmylove.engine.voices import TIMBRE_DIMS, Voice
 from hearmylove.errors import ModelError
-from hearmylove.student import extract_front
+
+from .build import extract_front
 
 HERE = Path(__file__).resolve().parent
-EVALSET_MANIFEST = HERE.parents[2] / "shared" / "evalset" / "manifest.csv"
 Progress = Callable[[str], None]
 
 
 def corpus() -> list[tuple[str, str]]:
-    """(lang, text) lines the teacher reads: the studio's scripts, the story, the eval set's transcripts."""
+    """(lang, text) lines the teacher reads: the studio's scripts, the story and the distillation
+    texts, all written for this project (never the eval set: its speakers and texts judge clones)."""
     lines: list[tuple[str, str]] = []
     for lang in ("en", "zh"):
         script = (HERE / f"prompts_{lang}.txt").read_text(encoding="utf-8").splitlines()
+        extra = (HERE / "texts" / f"distill_{lang}.txt").read_text(encoding="utf-8").splitlines()
         story = (HERE.parents[1] / "bench" / "texts" / f"fox_{lang}.txt").read_text(encoding="utf-8").split("\n\n")
-        lines += [(lang, t.strip()) for t in script + story if t.strip() and not t.startswith("#")]
-    if EVALSET_MANIFEST.exists():  # read in place: real sentences, many words
-        for row in csv.DictReader(open(EVALSET_MANIFEST, encoding="utf-8")):
-            text = row["transcript"].strip().lower()
-            if row["language"] == "en" and text:
-                lines.append(("en", text[0].upper() + text[1:] + "."))
+        lines += [(lang, t.strip()) for t in script + extra + story if t.strip() and not t.startswith("#")]
     return lines
 
 
@@ -70,12 +67,15 @@ def _feed(f: Features) -> dict[str, np.ndarray]:
 
 
 def _utterances(engine: Engine, rng: np.random.Generator) -> Iterator[tuple[str, str]]:
-    lines = corpus()
+    """Utterances taking turns by language: Mandarin as much as English, whatever each corpus holds."""
+    by_lang: dict[str, list[str]] = {}
+    for lang, text in corpus():
+        by_lang.setdefault(lang, []).append(text)
     while True:
-        for i in rng.permutation(len(lines)):
-            lang, text = lines[int(i)]
-            for u in engine.frontend.utterances(text, lang):
-                yield lang, u.phonemes
+        for lang in rng.permutation(sorted(by_lang)):
+            lines = by_lang[str(lang)]
+            for u in engine.frontend.utterances(lines[int(rng.integers(len(lines)))], str(lang)):
+                yield str(lang), u.phonemes
 
 
 def make_data(out: Path, minutes: float, seed: int = 0, threads: int = 2, progress: Progress = print) -> float:
@@ -133,7 +133,16 @@ def shards(data: Path) -> list[Path]:
 SEGMENT = 64  # 80 Hz frames per training example (0.8 s)
 RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 LOSS_TERMS = ("total", "sc", "mag", "mel", "complex")
-COMPLEX_WEIGHT = 0.5  # the phase-aware term: the source carries phase, this only aligns it
+COMPLEX_WEIGHT = 0.1  # the phase-aware term: at 0.5 it never converged and pulled magnitudes down
+ADVERSARIAL_WEIGHT = 0.1  # the critic's terms, small beside the spectral ones (which do most of the work)
+MATCHING_WEIGHT = 0.2
+CRITIC_LR = 2e-4
+WEIGHTS_FILE = "student-head.pt"
+REPRODUCE = [
+    "voicelab distill data --out DATA --minutes 16",
+    "voicelab distill train --data DATA --checkpoint CKPT --steps 5000 --adversarial-from 3750",
+    "voicelab distill export --checkpoint CKPT --data DATA --out models/weights",
+]
 
 
 class Corpus:
@@ -199,9 +208,10 @@ def losses(head: object, batch: tuple) -> dict:
     p_mel = mels @ torch.stft(pred, 1024, 256, window=window, return_complex=True).abs()
     t_mel = mels @ torch.stft(audio, 1024, 256, window=window, return_complex=True).abs()
     out["mel"] = (torch.log(p_mel + 1e-5) - torch.log(t_mel + 1e-5)).abs().mean()
-    target = frames_of(audio, features.shape[2]) @ head.dft  # the teacher on the head's own grid
+    target = head.analyse(frames_of(audio, features.shape[2]))  # the teacher on the head's own grid
     out["complex"] = (spec - target).abs().mean() / target.abs().mean().clamp_min(1e-6)
     out["total"] = out["sc"] + out["mag"] + out["mel"] + COMPLEX_WEIGHT * out["complex"]
+    out["audio"] = pred
     return out
 
 
@@ -220,6 +230,91 @@ def _mel_matrix(n_fft: int, n_mels: int) -> object:
     return torch.from_numpy(filters.astype(np.float32))
 
 
+class _Run:
+    """One training run's moving parts: head, optional critic, optimizers, schedule, checkpoint."""
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        steps: int,
+        lr: float,
+        adversarial_from: int | None,
+        init: Path | None,
+        progress: Progress,
+    ) -> None:
+        import torch
+
+        from .adversary import Discriminator
+        from .student import StudentHead
+
+        self.checkpoint, self.steps, self.adversarial_from = checkpoint, steps, adversarial_from
+        self.head = StudentHead()
+        self.optimizer = torch.optim.AdamW(self.head.parameters(), lr=lr, weight_decay=1e-4, betas=(0.8, 0.99))
+        self.critic = Discriminator()
+        self.critic_optimizer = torch.optim.AdamW(self.critic.parameters(), lr=CRITIC_LR, betas=(0.8, 0.99))
+        self.state: dict = {"step": 0, "history": [], "seconds": 0.0}
+        if checkpoint.exists():
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            self.head.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            if "critic" in saved:
+                self.critic.load_state_dict(saved["critic"])
+                self.critic_optimizer.load_state_dict(saved["critic_optimizer"])
+            self.state = saved["state"]
+            progress(f"resuming from step {self.state['step']} ({checkpoint})")
+        elif init is not None:  # fine-tune: the shipped weights, a fresh optimizer and schedule
+            shipped = torch.load(init, map_location="cpu", weights_only=True)
+            self.head.load_state_dict({k: v.float() for k, v in shipped["model"].items()})
+            progress(f"starting from the weights in {init}")
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, self._rate, last_epoch=self.state["step"] - 1
+        )
+
+    def _rate(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / min(100, max(1, self.steps // 10)))
+        return warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step, self.steps) / self.steps)))
+
+    @property
+    def adversarial(self) -> bool:
+        return self.adversarial_from is not None and self.state["step"] >= self.adversarial_from
+
+    def step(self, batch: tuple) -> float:
+        """One update of the head (and, in the adversarial phase, of the critic first)."""
+        import torch
+
+        from .adversary import critic_loss, generator_terms
+
+        self.head.train()
+        loss = losses(self.head, batch)
+        total = loss["total"]
+        if self.adversarial:  # the critic hears half the batch: on a CPU it costs more than the head
+            half = batch[3].shape[0] // 2 or 1
+            audio, fake = batch[3][:half], loss["audio"][:half]
+            self.critic_optimizer.zero_grad()
+            critic_loss(self.critic, audio, fake).backward()
+            self.critic_optimizer.step()
+            adversarial, matching = generator_terms(self.critic, audio, fake)
+            total = total + ADVERSARIAL_WEIGHT * adversarial + MATCHING_WEIGHT * matching
+        self.optimizer.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(self.head.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.state["step"] += 1
+        return float(total.detach())
+
+    def save(self) -> None:
+        payload = {
+            "model": self.head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "state": self.state,
+            "config": self.head.config,
+        }
+        _save(self.checkpoint, payload)
+
+
 def train(
     data: Path,
     checkpoint: Path,
@@ -230,13 +325,15 @@ def train(
     lr: float = 2e-3,
     threads: int = 2,
     seed: int = 0,
+    adversarial_from: int | None = None,
+    init: Path | None = None,
     progress: Progress = print,
 ) -> dict:
     """Train (or go on training) the head for a schedule of `steps`; stop early after `minutes` or
-    at step `until` (run again to go on). A checkpoint every 50 steps, so a stop loses little."""
+    at step `until` (run again to go on). From step `adversarial_from` on, a spectrogram critic
+    joins the losses. `init` starts a new run from shipped weights (models/weights/student-head.pt)
+    instead of from scratch. A checkpoint every 50 steps, so a stop loses little."""
     import torch
-
-    from .student import StudentHead
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -245,66 +342,55 @@ def train(
         raise ModelError(f"{data} holds {len(paths)} teacher shards (2 at least); run `voicelab distill data` first")
     held = max(1, len(paths) // 30)
     train_set, val_set = Corpus(paths[held:]), Corpus(paths[:held])
-    head = StudentHead()
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4, betas=(0.8, 0.99))
-    state = {"step": 0, "history": [], "seconds": 0.0}
-    if checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        head.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = saved["state"]
-        progress(f"resuming from step {state['step']} ({checkpoint})")
-    minutes_there = train_set.seconds / 60
-    progress(f"training on {minutes_there:.1f} min of teacher audio, {len(paths) - held} shards; {held} held out")
-
-    def rate(step: int) -> float:
-        warm = min(1.0, (step + 1) / min(100, max(1, steps // 10)))
-        return warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate, last_epoch=state["step"] - 1)
+    run = _Run(checkpoint, steps, lr, adversarial_from, init, progress)
+    state = run.state
+    state["recipe"] = {
+        "steps": steps,
+        "batch": batch,
+        "segment_frames": SEGMENT,
+        "lr": lr,
+        "adversarial_from": adversarial_from,
+        "weights": {"complex": COMPLEX_WEIGHT, "adversarial": ADVERSARIAL_WEIGHT, "matching": MATCHING_WEIGHT},
+        "init": str(init) if init else None,
+        "threads": threads,
+    }
+    progress(
+        f"training on {train_set.seconds / 60:.1f} min of teacher audio, {len(paths) - held} shards; {held} held out"
+    )
     rng = np.random.default_rng(seed + state["step"])
     val_batches = [val_set.batch(batch, np.random.default_rng(1000 + i)) for i in range(2)]
     deadline = time.monotonic() + minutes * 60 if minutes else None
     stop = min(steps, until) if until is not None else steps
-    started = time.monotonic()
+    clock = [time.monotonic()]
 
     def evaluate(train_loss: float) -> None:
-        nonlocal started
-        head.eval()
+        run.head.eval()
         with torch.no_grad():
-            val = [losses(head, b) for b in val_batches]
+            val = [losses(run.head, b) for b in val_batches]
         row = {
             "step": state["step"],
             "train": train_loss,
             **{f"val_{k}": float(np.mean([float(v[k]) for v in val])) for k in LOSS_TERMS},
         }
-        state["seconds"] += time.monotonic() - started
-        started = time.monotonic()
+        state["seconds"] += time.monotonic() - clock[0]
+        clock[0] = time.monotonic()
         state["history"].append(row)
-        payload = {"model": head.state_dict(), "optimizer": optimizer.state_dict(), "state": state}
-        _save(checkpoint, {**payload, "config": head.config})
+        run.save()
         progress(
             f"step {state['step']}/{steps}: train {row['train']:.3f}, held-out {row['val_total']:.3f} "
             f"(sc {row['val_sc']:.3f}, log-mag {row['val_mag']:.3f}, mel {row['val_mel']:.3f}, "
-            f"complex {row['val_complex']:.3f}), "
-            f"{state['seconds'] / 60:.1f} min"
+            f"complex {row['val_complex']:.3f}){' +critic' if run.adversarial else ''}, {state['seconds'] / 60:.1f} min"
         )
 
     if not state["history"]:
         evaluate(float("nan"))  # where an untrained head starts
+    train_loss = float("nan")
     while state["step"] < stop and (deadline is None or time.monotonic() < deadline):
-        head.train()
-        loss = losses(head, train_set.batch(batch, rng))
-        optimizer.zero_grad()
-        loss["total"].backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        state["step"] += 1
+        train_loss = run.step(train_set.batch(batch, rng))
         if state["step"] % 50 == 0 or state["step"] in (stop, steps):
-            evaluate(float(loss["total"].detach()))
+            evaluate(train_loss)
     if state["history"][-1]["step"] != state["step"]:  # stopped by the clock between checkpoints
-        evaluate(float(loss["total"].detach()))
+        evaluate(train_loss)
     return state
 
 
@@ -318,52 +404,77 @@ def _save(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
-def export(checkpoint: Path, out_dir: Path, progress: Progress = print) -> Path:
-    """Checkpoint -> the release artefact: `student-head.onnx` and a manifest with its sha256."""
+def export(checkpoint: Path, out_dir: Path, data: Path | None = None, progress: Progress = print) -> Path:
+    """Checkpoint -> what ships in models/weights/: the head as ONNX without its DFT matrices (the
+    build computes them), the weights the studio fine-tunes from (fp16, no optimizer state), and a
+    manifest with every file's sha256, how it was trained and the command that reproduces it."""
     import json
 
     import torch
 
     from hearmylove.basemodel import _sha256
-    from hearmylove.student import HEAD_FILE, HEAD_MANIFEST
 
+    from .build import HEAD_FILE, HEAD_MANIFEST, strip_dft
     from .student import HOP, StudentHead
 
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
     head = StudentHead(**saved["config"])
     head.load_state_dict(saved["model"])
     head.eval()
+    head.matrices = True  # plain MatMuls in the graph: an ONNX runtime needs no FFT operator
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = out_dir / HEAD_FILE
-    tmp = onnx_path.with_name(onnx_path.name + ".partial")
-    frames = 40
-    example = (torch.zeros(1, 512, frames), torch.zeros(1, HOP * frames, 1), torch.zeros(1, 128))
-    torch.onnx.export(
-        head,
-        example,
-        str(tmp),
-        input_names=["features", "source", "timbre"],
-        output_names=["audio"],
-        dynamic_axes={"features": {2: "frames"}, "source": {1: "samples"}, "audio": {1: "samples"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    fsync(tmp)
-    tmp.replace(onnx_path)
+    onnx_path, weights_path = out_dir / HEAD_FILE, out_dir / WEIGHTS_FILE
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / HEAD_FILE
+        frames = 40
+        example = (torch.zeros(1, 512, frames), torch.zeros(1, HOP * frames, 1), torch.zeros(1, 128))
+        torch.onnx.export(
+            head,
+            example,
+            str(raw),
+            input_names=["features", "source", "timbre"],
+            output_names=["audio"],
+            dynamic_axes={"features": {2: "frames"}, "source": {1: "samples"}, "audio": {1: "samples"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        model = onnx.load(str(raw))
+        computed = strip_dft(model)
+        _write(onnx_path, lambda p: onnx.save(model, str(p)))
+    weights = {k: v.half() for k, v in head.state_dict().items()}
+    _write(weights_path, lambda p: torch.save({"config": saved["config"], "model": weights}, p))
     state = saved["state"]
     manifest = {
-        "file": HEAD_FILE,
-        "sha256": _sha256(onnx_path),
+        "files": {
+            HEAD_FILE: {"sha256": _sha256(onnx_path), "what": "the head as the build merges it (DFT matrices removed)"},
+            WEIGHTS_FILE: {
+                "sha256": _sha256(weights_path),
+                "what": "the head's weights in fp16: the studio fine-tunes from them",
+            },
+        },
+        "computed": computed,
         "config": saved["config"],
         "steps": state["step"],
         "training_minutes": round(state["seconds"] / 60, 1),
-        "last": state["history"][-1] if state["history"] else None,
+        "data_minutes": round(sum(np.load(p)["audio"].size for p in shards(data)) / SAMPLE_RATE / 60, 1)
+        if data
+        else None,
+        "losses": {k: v for k, v in (state["history"][-1] if state["history"] else {}).items()},
+        "training": state.get("recipe", {}),
         "torch": torch.__version__,
+        "reproduce": REPRODUCE,
     }
-    (out_dir / HEAD_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    fsync(out_dir / HEAD_MANIFEST)
-    progress(f"student head {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB), sha256 {manifest['sha256'][:16]}")
+    _write(out_dir / HEAD_MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+    digest = manifest["files"][HEAD_FILE]["sha256"]
+    progress(f"student head {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB), sha256 {digest[:16]}")
     return onnx_path
+
+
+def _write(path: Path, writer: Callable[[Path], object]) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    writer(tmp)
+    fsync(tmp)
+    tmp.replace(path)
 
 
 def plot_history(checkpoint: Path, out: Path) -> Path:

@@ -13,14 +13,12 @@ head trained without a GAN gets wrong. All sample-rate work is two fixed matrix 
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-HOP = 300  # samples per 80 Hz frame at 24 kHz
-N_FFT = 4 * HOP
+from .build import HOP, N_FFT, dft_matrices
+
 BINS = N_FFT // 2 + 1
 FEATURES = 512
 TIMBRE = 128
@@ -28,16 +26,8 @@ SATURATE = 20.0  # the source peaks near 0.15: x20 drives tanh close to a square
 
 
 def _dft_matrices() -> tuple[torch.Tensor, torch.Tensor]:
-    n = torch.arange(N_FFT, dtype=torch.float64)
-    k = torch.arange(BINS, dtype=torch.float64)
-    angle = 2 * math.pi * n[:, None] * k[None, :] / N_FFT
-    window = torch.hann_window(N_FFT, periodic=True, dtype=torch.float64)
-    forward = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1) * window[:, None]  # [N, 2K]
-    scale = torch.full((BINS,), 2.0, dtype=torch.float64)
-    scale[0] = scale[-1] = 1.0
-    inverse = torch.cat([torch.cos(angle).T * scale[:, None], -torch.sin(angle).T * scale[:, None]], 0) / N_FFT
-    inverse = inverse * window[None, :]  # synthesis window folded in: [2K, N]
-    return forward.float(), inverse.float()
+    forward, inverse = dft_matrices()  # the same numbers the build puts back into the shipped head
+    return torch.from_numpy(forward), torch.from_numpy(inverse)
 
 
 def frames_of(signal: torch.Tensor, frames: int) -> torch.Tensor:
@@ -95,9 +85,13 @@ class StudentHead(nn.Module):
         nn.init.zeros_(self.out.bias)
         with torch.no_grad():
             self.out.bias[4 * BINS : 5 * BINS] = -6.0  # the residual starts quiet
+        self.matrices = False
+        """Fixed DFT matrix products instead of torch.fft: the same numbers, for ONNX export only
+        (training with FFTs is several times faster)."""
         forward, inverse = _dft_matrices()
         self.register_buffer("dft", forward, persistent=False)
         self.register_buffer("idft", inverse, persistent=False)
+        self.register_buffer("window", torch.hann_window(N_FFT, periodic=True), persistent=False)
         envelope = overlap_add(torch.hann_window(N_FFT, periodic=True).pow(2).expand(1, 8, N_FFT))[0]
         self.register_buffer("envelope", envelope[3 * HOP : 4 * HOP].clone(), persistent=False)
 
@@ -113,15 +107,29 @@ class StudentHead(nn.Module):
         # The source holds harmonics up to about 4 kHz; its saturated copy carries the same
         # phases up to Nyquist, so bright voices keep coherent upper harmonics.
         for (a, b), excitation in (((h_re, h_im), source), ((g_re, g_im), torch.tanh(SATURATE * source))):
-            e_re, e_im = (frames_of(excitation, frames) @ self.dft).chunk(2, dim=-1)
+            e_re, e_im = self.analyse(frames_of(excitation, frames)).chunk(2, dim=-1)
             re = re + a * e_re - b * e_im
             im = im + a * e_im + b * e_re
         return torch.cat([re, im], dim=-1)
 
+    def analyse(self, frames: torch.Tensor) -> torch.Tensor:
+        """[B, L, N_FFT] frames -> [B, L, 2K] real|imag of their windowed DFT."""
+        if self.matrices:
+            return frames @ self.dft
+        spec = torch.fft.rfft(frames * self.window, dim=-1)
+        return torch.cat([spec.real, spec.imag], dim=-1)
+
+    def synthesise(self, spec: torch.Tensor) -> torch.Tensor:
+        """[B, L, 2K] -> [B, L, N_FFT] windowed inverse DFT of each frame."""
+        if self.matrices:
+            return spec @ self.idft
+        re, im = spec.chunk(2, dim=-1)
+        return torch.fft.irfft(torch.complex(re, im), n=N_FFT, dim=-1) * self.window
+
     def waveform(self, spec: torch.Tensor) -> torch.Tensor:
         """[B, L, 2K] spectrum -> [B, HOP*L] samples (inverse STFT)."""
         steady = self.envelope.repeat(spec.shape[1])  # the window overlap sums to a constant
-        return overlap_add(spec @ self.idft) / steady
+        return overlap_add(self.synthesise(spec)) / steady
 
     def forward(self, features: torch.Tensor, source: torch.Tensor, timbre: torch.Tensor) -> torch.Tensor:
         """features [B, 512, L] at 80 Hz, source [B, HOP*L] (or [B, HOP*L, 1]), timbre [B, 128] -> [B, HOP*L]."""

@@ -63,7 +63,7 @@ def clone_voice(
         + (f", F0 median {pitch.median_hz:.0f} Hz" if pitch else "")
         + (f", {enrollment.letters_per_second:.1f} letters/s" if enrollment.letters_per_second else "")
     )
-    engine = Engine.load(progress=progress)
+    engine = Engine.load()
     bank = load_bank(engine, encoder, progress)
     encoding = encode(enrollment, bank)
     progress("speaker encoding: " + ", ".join(f"{v} {w:.2f}" for v, w in encoding.weights.items()))
@@ -147,7 +147,7 @@ def evaluate_pack(
     keys = [load_public_key(p.read_text()) for p in pubs]
     manifest, voice = open_pack(pack, keys, str(read_manifest(default_model_dir())["base_model_sha256"]))
     references = read_references(refs, texts)
-    engine = Engine.load(progress=progress)
+    engine = Engine.load()
     encoder = SpeakerEncoder()
     progress(f"speaking {len(references)} held-out sentence(s) in {manifest.display_name}'s voice")
     clones = render(engine, voice, references, lang)

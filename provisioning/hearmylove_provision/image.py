@@ -405,9 +405,8 @@ def _package_list(root: Path) -> str:
 
 def build(config_path: Path, out: Path, work: Path | None, progress: Progress, keep_root: bool = False) -> Path:
     """The whole build; writes OUT, OUT.packages (Debian versions), OUT.requirements (wheels), OUT.sha256."""
-    from hearmylove.basemodel import BASE_MODEL_NAME, export_base
-    from hearmylove.engine.config import EngineConfig
-    from hearmylove.engine.engine import Engine
+    from hearmylove.basemodel import BASE_MODEL_NAME
+    from voicelab.build import build as build_models
 
     if os.nice(0) < 10:  # the heavy part (qemu-user, mkfs) must not starve other work on the machine
         os.nice(10 - os.nice(0))
@@ -426,9 +425,8 @@ def build(config_path: Path, out: Path, work: Path | None, progress: Progress, k
     stages("models", 0.0)
     models = work / "models"
     shutil.rmtree(models, ignore_errors=True)
-    export_base(models / BASE_MODEL_NAME, keep_whole=False)
-    # The default vocoder (static int8) is calibrated here, in minutes, not on the Pi at first boot.
-    Engine.load(EngineConfig(model_dir=models / BASE_MODEL_NAME), progress=lambda m: log.info("%s", m))
+    # Every vocoder the speaker may run is built here, in minutes, never on the Pi: it verifies and loads.
+    build_models(models / BASE_MODEL_NAME, keep_whole=False, progress=lambda m: log.info("%s", m))
     stages("rootfs", 0.0)
     root = work / "root"
     rootfs(config, payload(config, wheels, models, work / "payload"), root, stages, work / "mmdebstrap.log")

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..paths import default_model_dir, default_student_dir
+from ..paths import default_model_dir
 
 
 class EngineConfig(BaseModel):
@@ -26,8 +26,6 @@ class EngineConfig(BaseModel):
     """`qdq`: static int8, built once from Kokoro's vocoder, about twice as fast and within the quality
     gates; `int8`: Kokoro's own dynamic int8 (the teacher); `student`: the distilled head after
     Kokoro's front, needs its artefact in `student_dir` (docs/vocoder.md)."""
-    student_dir: Path = Field(default_factory=default_student_dir)
-    """Where the student head's release artefact lies (`student-head.onnx` + `student-head.json`)."""
     english: Literal["espeak", "misaki"] = "espeak"
     """English G2P back end (docs/engine.md compares them)."""
     first_window_frames: int = Field(30, ge=8, le=400)

@@ -13,18 +13,18 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from .. import basemodel
 from ..errors import HearMyLoveError, ModelError, TextError
-from ..quantize import QDQ_FILE, build_qdq
-from ..student import ensure_student
 from ..text.frontend import Frontend, Utterance
 from .config import EngineConfig
+from .vocoders import vocoder_file
 from .voices import DEFAULT_VOICE, DEFAULT_VOICES, TIMBRE_DIMS, Voice, VoiceBank
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,13 @@ def session_options(config: EngineConfig) -> ort.SessionOptions:
     return options
 
 
-def ensure_models(config: EngineConfig, progress: Callable[[str], None] | None = None) -> None:
-    """Export the base models from the installed packages if they are not there yet."""
-    manifest = config.model_dir / basemodel.MANIFEST_FILE
-    if manifest.exists():
-        return
-    say = progress or log.info
-    say(f"base models not found in {config.model_dir}; exporting them from the installed packages (once)")
-    basemodel.export_base(config.model_dir, progress=say)
+def ensure_models(config: EngineConfig) -> None:
+    """The base models must be there: the speaker loads them, it never builds them."""
+    if not (config.model_dir / basemodel.MANIFEST_FILE).exists():
+        raise ModelError(
+            f"no base models in {config.model_dir}; build them where there is memory: "
+            f"voicelab build --model-dir {config.model_dir} (setup.sh and the image build do)"
+        )
 
 
 class Engine:
@@ -101,26 +100,20 @@ class Engine:
         )
 
     @classmethod
-    def load(cls, config: EngineConfig | None = None, progress: Callable[[str], None] | None = None) -> Engine:
+    def load(cls, config: EngineConfig | None = None) -> Engine:
+        """Open the synthesizer and the configured vocoder, verified; nothing is built here."""
         config = config or EngineConfig()
-        ensure_models(config, progress)
+        ensure_models(config)
         options = session_options(config)
 
-        def session(name: str) -> ort.InferenceSession:
-            path = config.model_dir / name
+        def session(path: Path) -> ort.InferenceSession:
             if not path.exists():
-                raise ModelError(f"{path} is missing; run: voicelab export-base --out {config.model_dir}")
+                raise ModelError(f"{path} is missing; rebuild: voicelab build --model-dir {config.model_dir}")
             return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
-        synthesizer = session(basemodel.SYNTH_FILE)
-        vocoder = basemodel.VOCODER_FILE
-        if config.vocoder == "student":
-            vocoder = ensure_student(config.model_dir, config.student_dir, progress or log.info).name
-        elif config.vocoder == "qdq":
-            vocoder = QDQ_FILE
-            if not (config.model_dir / QDQ_FILE).exists():  # calibration needs only the synthesizer
-                build_qdq(config.model_dir, cls(config, synthesizer, None), progress or log.info)  # type: ignore[arg-type]
-        return cls(config, synthesizer, session(vocoder), vocoder)
+        vocoder = vocoder_file(config.model_dir, config.vocoder)
+        synthesizer = session(config.model_dir / basemodel.SYNTH_FILE)
+        return cls(config, synthesizer, session(vocoder), vocoder.name)
 
     # -- the two model calls -------------------------------------------------------
 

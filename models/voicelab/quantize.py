@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .durable import fsync
+from hearmylove.durable import fsync
 
 # Quantizing these turns speech to noise: the noise convolutions and the last conv.
 KEEP_FLOAT = ("noise_convs", "conv_post")
