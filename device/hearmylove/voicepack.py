@@ -6,12 +6,18 @@ payload file, so the signature covers them all. The speaker accepts only packs s
 by a key in its config, made for the base model it runs. Installing unpacks into a temp
 folder beside the voices, verifies, fsyncs and renames; the previous pack stays as
 `<id>.previous` until `commit` says the new one has played.
+
+Nothing from a pack touches the disk before its manifest's signature checks out: the
+manifest and signature are read from the tar first (at most `MAX_MEMBERS` members are
+looked at, all plain files at the top level), then only the files the signed manifest
+lists are written, by this module, with mode 0644, whatever the tar says.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import logging
 import os
 import re
@@ -20,7 +26,7 @@ import tarfile
 import tempfile
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import IO, Literal
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
@@ -41,7 +47,14 @@ SIGNATURE = "manifest.sig"
 STYLE = "style.npy"
 VOICE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 MAX_PACK_BYTES = 256 << 20
+MAX_MEMBERS = 64
+"""A pack holds a manifest, a signature and a few payload files; a tar with more is refused
+after reading this many headers, not all of them."""
+MAX_MANIFEST_BYTES = 1 << 20
+FILE_MODE = 0o644
+"""Every unpacked file gets this mode: no setuid or world-writable bits survive from a tar."""
 _INCOMING = ".incoming-"
+_UPLOAD = ".upload-"
 _PREVIOUS = ".previous"
 
 
@@ -102,13 +115,11 @@ def load_public_key(text: str) -> Ed25519PublicKey:
         ) from exc
 
 
-def _check_signature(folder: Path, data: bytes, trusted_keys: list[Ed25519PublicKey]) -> None:
-    sig_path = folder / SIGNATURE
-    if not sig_path.is_file():
+def _check_signature(data: bytes, signature: bytes | None, trusted_keys: list[Ed25519PublicKey]) -> None:
+    if signature is None:
         raise VoicePackError(f"the pack is unsigned (no {SIGNATURE}); sign it in the studio with: voicelab pack --key")
     if not trusted_keys:
         raise VoicePackError("no trusted studio keys are configured; add the studio's public key to trusted_keys")
-    signature = sig_path.read_bytes()
     for key in trusted_keys:
         try:
             key.verify(signature, data)
@@ -121,12 +132,25 @@ def _check_signature(folder: Path, data: bytes, trusted_keys: list[Ed25519Public
     )
 
 
-def _check_files(folder: Path, manifest: PackManifest) -> None:
-    present = {p.name for p in folder.iterdir()} - {MANIFEST, SIGNATURE}
+def _signed_manifest(data: bytes, signature: bytes | None, trusted_keys: list[Ed25519PublicKey]) -> PackManifest:
+    """The manifest, once its signature matches a trusted key (checked before it is parsed)."""
+    _check_signature(data, signature, trusted_keys)
+    try:
+        return PackManifest.model_validate_json(data)
+    except ValidationError as exc:
+        raise VoicePackError(f"{MANIFEST} is signed but not a valid v{FORMAT_VERSION} manifest: {exc}") from exc
+
+
+def _check_names(present: set[str], manifest: PackManifest) -> None:
+    present = present - {MANIFEST, SIGNATURE}
     if extra := sorted(present - set(manifest.files)):
         raise VoicePackError(f"extra file(s) {extra} not listed in the manifest; remove them or rebuild the pack")
     if missing := sorted(set(manifest.files) - present):
         raise VoicePackError(f"file(s) {missing} listed in the manifest are missing; download the pack again")
+
+
+def _check_files(folder: Path, manifest: PackManifest) -> None:
+    _check_names({p.name for p in folder.iterdir()}, manifest)
     for name, expected in sorted(manifest.files.items()):
         path = folder / name
         if path.is_symlink() or not path.is_file():
@@ -154,65 +178,136 @@ def _check_style(path: Path) -> np.ndarray:
 def _verify_folder(folder: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str) -> PackManifest:
     if not (folder / MANIFEST).is_file():
         raise VoicePackError(f"not a voice pack: no {MANIFEST} in it")
-    data = (folder / MANIFEST).read_bytes()
-    _check_signature(folder, data, trusted_keys)
-    try:
-        manifest = PackManifest.model_validate_json(data)
-    except ValidationError as exc:
-        raise VoicePackError(f"{MANIFEST} is signed but not a valid v{FORMAT_VERSION} manifest: {exc}") from exc
+    sig_path = folder / SIGNATURE
+    signature = sig_path.read_bytes() if sig_path.is_file() else None
+    manifest = _signed_manifest((folder / MANIFEST).read_bytes(), signature, trusted_keys)
     _check_files(folder, manifest)
+    _check_base(manifest, base_model_sha256)
+    _check_style(folder / STYLE)
+    return manifest
+
+
+def _check_base(manifest: PackManifest, base_model_sha256: str) -> None:
     if manifest.base_model_sha256 != base_model_sha256:
         raise VoicePackError(
             f"wrong base model: the speaker runs {base_model_sha256[:16]}, the pack was made for "
             f"{manifest.base_model} {manifest.base_model_sha256[:16]}; rebuild the pack against this base model"
         )
-    _check_style(folder / STYLE)
+
+
+def _short(name: str) -> str:
+    return repr(name if len(name) <= 80 else name[:60] + "..." + name[-10:])
+
+
+def _check_member(member: tarfile.TarInfo) -> str:
+    """The member's plain file name; refuse paths that escape, nest, link or name devices."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or member.name.startswith("\\"):
+        raise VoicePackError(f"tar member {_short(member.name)} has an absolute path; refusing to unpack")
+    if ".." in path.parts:
+        raise VoicePackError(f"tar member {_short(member.name)} would escape the pack folder; refusing to unpack")
+    if not (member.isfile() or member.isdir()):
+        raise VoicePackError(
+            f"tar member {_short(member.name)} is a link or device; a voice pack holds only plain files"
+        )
+    parts = [part for part in path.parts if part != "."]
+    if member.isdir() and parts:
+        raise VoicePackError(f"tar member {_short(member.name)} is a folder; a voice pack holds only plain files")
+    if len(parts) > 1:  # counted, never walked: a 2,000-deep path costs nothing to refuse
+        raise VoicePackError(
+            f"tar member {_short(member.name)} is inside {len(parts) - 1} folder(s); a voice pack holds only "
+            "plain files at its top level"
+        )
+    return parts[0] if parts else ""
+
+
+def _tar_members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    """Plain files by name, reading at most MAX_MEMBERS + 1 headers (never the whole tar)."""
+    files: dict[str, tarfile.TarInfo] = {}
+    for count, member in enumerate(iter(tar.next, None), start=1):
+        if count > MAX_MEMBERS:
+            raise VoicePackError(f"the pack has more than {MAX_MEMBERS} members; a voice pack has a few; refusing")
+        name = _check_member(member)
+        if not name:
+            continue  # "." itself
+        if name in files:
+            raise VoicePackError(f"tar member {name!r} appears twice; refusing an ambiguous pack")
+        files[name] = member
+    if sum(m.size for m in files.values()) > MAX_PACK_BYTES:
+        raise VoicePackError(f"the pack unpacks to more than {MAX_PACK_BYTES >> 20} MiB; refusing")
+    return files
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo | None, limit: int) -> bytes | None:
+    if member is None:
+        return None
+    if member.size > limit:
+        raise VoicePackError(f"{member.name} is {member.size:,} bytes; at most {limit:,} are expected")
+    stream = tar.extractfile(member)
+    return None if stream is None else stream.read()
+
+
+def _write_file(source: IO[bytes], dest: Path) -> None:
+    """A new plain file with FILE_MODE (O_EXCL: nothing there is followed or overwritten)."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
+    os.chmod(dest, FILE_MODE)  # the umask may have taken bits away; none can have been added
+
+
+def _unpack_tar(tar: tarfile.TarFile, dest: Path, trusted_keys: list[Ed25519PublicKey]) -> PackManifest:
+    files = _tar_members(tar)
+    data = _read_member(tar, files.get(MANIFEST), MAX_MANIFEST_BYTES)
+    if data is None:
+        raise VoicePackError(f"not a voice pack: no {MANIFEST} in it")
+    manifest = _signed_manifest(data, _read_member(tar, files.get(SIGNATURE), 1024), trusted_keys)
+    _check_names(set(files), manifest)
+    for name in (MANIFEST, SIGNATURE, *sorted(manifest.files)):
+        stream = tar.extractfile(files[name])
+        assert stream is not None  # a plain file, checked above
+        _write_file(stream, dest / name)
     return manifest
 
 
-def _check_member(member: tarfile.TarInfo, dest: Path) -> None:
-    path = PurePosixPath(member.name)
-    if path.is_absolute() or member.name.startswith("\\"):
-        raise VoicePackError(f"tar member {member.name!r} has an absolute path; refusing to unpack")
-    if ".." in path.parts or not (dest / path).resolve().is_relative_to(dest.resolve()):
-        raise VoicePackError(f"tar member {member.name!r} would escape the pack folder; refusing to unpack")
-    if not (member.isfile() or member.isdir()):
-        raise VoicePackError(f"tar member {member.name!r} is a link or device; a voice pack holds only plain files")
+def _unpack_folder(pack: Path, dest: Path, trusted_keys: list[Ed25519PublicKey]) -> PackManifest:
+    entries = {e.name: e for _, e in zip(range(MAX_MEMBERS + 1), pack.iterdir(), strict=False)}
+    if len(entries) > MAX_MEMBERS:
+        raise VoicePackError(f"the pack folder has more than {MAX_MEMBERS} entries; refusing")
+    for entry in entries.values():
+        if entry.is_symlink() or not entry.is_file():
+            raise VoicePackError(f"{entry.name!r} is not a plain file; a voice pack holds only plain files")
+    if MANIFEST not in entries:
+        raise VoicePackError(f"not a voice pack: no {MANIFEST} in it")
+    signature = entries[SIGNATURE].read_bytes() if SIGNATURE in entries else None
+    manifest = _signed_manifest(entries[MANIFEST].read_bytes(), signature, trusted_keys)
+    _check_names(set(entries), manifest)
+    for name in (MANIFEST, SIGNATURE, *sorted(manifest.files)):
+        with entries[name].open("rb") as source:
+            _write_file(source, dest / name)
+    return manifest
 
 
-def _unpack(pack: Path, dest: Path) -> None:
-    """Copy a folder pack or extract a tar pack into `dest`, refusing anything unsafe."""
-    if pack.is_dir():
-        for entry in pack.iterdir():
-            if entry.is_symlink() or not entry.is_file():
-                raise VoicePackError(f"{entry.name!r} is not a plain file; a voice pack holds only plain files")
-            shutil.copyfile(entry, dest / entry.name)
-        return
-    if not pack.is_file() or not tarfile.is_tarfile(pack):
+def unpack(pack: Path | bytes, dest: Path, trusted_keys: list[Ed25519PublicKey]) -> PackManifest:
+    """Write a pack's files into the empty folder `dest`, only once its manifest's signature
+    matches a trusted key and the pack's names match the manifest: nothing from an unsigned,
+    foreign, oversized or odd pack is written. Hashes are checked afterwards (`_verify_folder`)."""
+    if isinstance(pack, Path) and pack.is_dir():
+        return _unpack_folder(pack, dest, trusted_keys)
+    if isinstance(pack, Path) and not pack.is_file():
         raise VoicePackError(f"not a voice pack: {str(pack)!r} is neither a pack folder nor a .tar")
     try:
-        with tarfile.open(pack) as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member, dest)
-            if sum(m.size for m in members) > MAX_PACK_BYTES:
-                raise VoicePackError(f"the pack unpacks to more than {MAX_PACK_BYTES >> 20} MiB; refusing")
-            # Every member was checked above; the "data" filter is a second guard where Python has it
-            # (3.11.4+; Debian bookworm's 3.11.2 does not).
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tar.extractall(dest, members=members, **safe)
+        source = tarfile.open(pack) if isinstance(pack, Path) else tarfile.open(fileobj=io.BytesIO(pack))
+        with source as tar:
+            return _unpack_tar(tar, dest, trusted_keys)
     except tarfile.TarError as exc:
-        raise VoicePackError(f"{pack.name} is not a readable tar ({exc}); download the pack again") from exc
+        name = pack.name if isinstance(pack, Path) else "the pack"
+        reason = str(exc).splitlines()[0].rstrip(":")
+        raise VoicePackError(f"not a voice pack: {name} is not a readable tar ({reason}); download it again") from exc
 
 
 def verify_pack(path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str) -> PackManifest:
     """Check signature, every hash, base model and style; raise VoicePackError naming the problem."""
-    path = Path(path)
-    if path.is_dir():
-        return _verify_folder(path, trusted_keys, base_model_sha256)
-    with tempfile.TemporaryDirectory(prefix="voicepack-") as tmp:
-        _unpack(path, Path(tmp))
-        return _verify_folder(Path(tmp), trusted_keys, base_model_sha256)
+    return open_pack(path, trusted_keys, base_model_sha256)[0]
 
 
 def open_pack(path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str) -> tuple[PackManifest, Voice]:
@@ -221,7 +316,7 @@ def open_pack(path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha25
     with tempfile.TemporaryDirectory(prefix="voicepack-") as tmp:
         folder = path
         if not path.is_dir():
-            _unpack(path, Path(tmp))
+            unpack(path, Path(tmp), trusted_keys)
             folder = Path(tmp)
         manifest = _verify_folder(folder, trusted_keys, base_model_sha256)
         return manifest, Voice(manifest.voice_id, _check_style(folder / STYLE))
@@ -247,23 +342,42 @@ def _swap_in(incoming: Path, voices_dir: Path, voice_id: str) -> Path:
     return target
 
 
-def install_pack(pack: Path, voices_dir: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str) -> Path:
-    """Verify and install atomically; on any failure the voices folder is left as it was."""
+def stage_pack(
+    pack: Path | bytes, voices_dir: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str
+) -> tuple[Path, PackManifest]:
+    """Unpack and verify into a hidden folder beside the voices, flushed to disk: all the slow
+    work of an install, none of it visible. The caller swaps it in (`swap_in`) or removes it."""
     voices_dir = Path(voices_dir)
     voices_dir.mkdir(parents=True, exist_ok=True)
     incoming = Path(tempfile.mkdtemp(prefix=_INCOMING, dir=voices_dir))
     try:
-        _unpack(Path(pack), incoming)
+        unpack(pack, incoming, trusted_keys)
         manifest = _verify_folder(incoming, trusted_keys, base_model_sha256)
         for entry in incoming.iterdir():
             fsync(entry)
         fsync(incoming)
-        target = _swap_in(incoming, voices_dir, manifest.voice_id)
+    except BaseException:
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise
+    return incoming, manifest
+
+
+def swap_in(incoming: Path, manifest: PackManifest) -> Path:
+    """Rename a staged pack into place (fast); on failure the voices folder is as it was."""
+    try:
+        target = _swap_in(incoming, incoming.parent, manifest.voice_id)
     except BaseException:
         shutil.rmtree(incoming, ignore_errors=True)
         raise
     log.info("installed voice pack %s (%s) in %s", manifest.voice_id, manifest.display_name, target)
     return target
+
+
+def install_pack(
+    pack: Path | bytes, voices_dir: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str
+) -> Path:
+    """Verify and install atomically; on any failure the voices folder is left as it was."""
+    return swap_in(*stage_pack(pack, voices_dir, trusted_keys, base_model_sha256))
 
 
 def commit(voices_dir: Path, voice_id: str) -> None:
@@ -282,13 +396,17 @@ def rollback(voices_dir: Path, voice_id: str) -> bool:
 
 
 def sweep(voices_dir: Path) -> int:
-    """Remove half-installed packs; put back a previous pack a power cut left without a current one."""
+    """Remove half-installed packs and uploads; put back a previous pack a power cut left without a
+    current one. Run at start and after a failed install, never while an install is under way."""
     voices_dir = Path(voices_dir)
     if not voices_dir.is_dir():
         return 0
     removed = 0
-    for leftover in voices_dir.glob(f"{_INCOMING}*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in [*voices_dir.glob(f"{_INCOMING}*"), *voices_dir.glob(f"{_UPLOAD}*")]:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
         removed += 1
     for previous in voices_dir.glob(f"*{_PREVIOUS}"):
         current = previous.with_name(previous.name.removesuffix(_PREVIOUS))

@@ -3,13 +3,17 @@
 Holds what the daemon needs around `voicepack`: the trusted studio keys, the base model
 a pack must match, the active voice, and the rule that a replaced pack is kept until a
 story in the new voice has played to the end.
+
+`install` is called from the daemon's pack worker while the loop and the renderer read
+voices: the slow part (unpack, verify, fsync) runs unlocked in a hidden folder; only the
+rename into place, and every read of the folder, take the lock.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,31 +31,42 @@ class VoiceStore:
         self._keys = [voicepack.load_public_key(k) for k in trusted_keys]
         self._base = base_model_sha256
         self._stock = stock
+        self._lock = threading.Lock()
+        self._installing = threading.Lock()  # one install at a time: a sweep never hits another's files
         voicepack.sweep(self.folder)
 
     def resolve(self, voice_id: str | None, lang: str, active: str | None = None) -> Voice:
         """The story's own voice, else the family's active voice, else the stock default."""
         chosen = voice_id or active
-        if chosen and chosen in voicepack.installed(self.folder):
-            return voicepack.load_voice(self.folder, chosen)
+        with self._lock:
+            if chosen and chosen in voicepack.installed(self.folder):
+                return voicepack.load_voice(self.folder, chosen)
         return self._stock(chosen, lang)
 
     def install(self, encoded: str) -> voicepack.PackManifest:
-        """A pack sent over MQTT (base64 of the .tar): verified, then swapped in atomically."""
+        """A pack sent over MQTT (base64 of the .tar): read from memory (no upload file to
+        leave behind), verified, then swapped in atomically."""
         try:
             data = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise VoicePackError("the voice pack is not valid base64; send the .tar file base64-encoded") from None
-        with tempfile.NamedTemporaryFile(suffix=".tar", dir=self.folder, prefix=".upload-") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            installed = voicepack.install_pack(Path(tmp.name), self.folder, self._keys, self._base)
-        return voicepack.PackManifest.model_validate_json((installed / "manifest.json").read_text())
+        with self._installing:
+            try:
+                incoming, manifest = voicepack.stage_pack(data, self.folder, self._keys, self._base)
+            except BaseException:
+                with self._lock:
+                    voicepack.sweep(self.folder)  # and whatever an earlier, killed install left behind
+                raise
+            with self._lock:
+                voicepack.swap_in(incoming, manifest)
+        return manifest
 
     def played(self, voice_id: str) -> None:
         """A story in this voice reached its end: the pack it replaced can go."""
-        if voice_id in voicepack.installed(self.folder):
-            voicepack.commit(self.folder, voice_id)
+        with self._lock:
+            if voice_id in voicepack.installed(self.folder):
+                voicepack.commit(self.folder, voice_id)
 
     def ids(self) -> list[str]:
-        return voicepack.installed(self.folder)
+        with self._lock:
+            return voicepack.installed(self.folder)
