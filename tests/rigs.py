@@ -1,8 +1,13 @@
 """A real daemon in a thread against a real Mosquitto, with a parent logged in: the rig
-for tests that drive the speaker from both sides (pins, MQTT) in one process."""
+for tests that drive the speaker from both sides (pins, MQTT) in one process; and the
+daemon as its own process (`Speaker`), as systemd starts it."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +17,7 @@ from typing import Any
 
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from hearmylove.audio import WavFileOutput
+from hearmylove.audio import WavFileOutput, alsa_file_config
 from hearmylove.broker import Account, LocalBroker
 from hearmylove.config import DaemonConfig
 from hearmylove.daemon import Daemon
@@ -29,8 +34,11 @@ class Rig:
 
 
 @contextmanager
-def running_daemon(tmp_path: Path, engine: Engine, device: str, parent: str, **config: Any) -> Iterator[Rig]:
-    accounts = [Account(device, "device-pw"), Account(parent, "parent-pw", devices=(device,))]
+def running_daemon(
+    tmp_path: Path, engine: Engine, device: str, parent: str, others: tuple[Account, ...] = (), **config: Any
+) -> Iterator[Rig]:
+    """`others`: more accounts on the same broker (another family, a stranger)."""
+    accounts = [Account(device, "device-pw"), Account(parent, "parent-pw", devices=(device,)), *others]
     with LocalBroker(tmp_path / "broker", accounts) as broker:
         pins = MockFactory(pin_class=MockPWMPin)
         settings = DaemonConfig(
@@ -52,3 +60,41 @@ def running_daemon(tmp_path: Path, engine: Engine, device: str, parent: str, **c
             stop.set()
             thread.join(timeout=30)
             pins.reset()
+
+
+class Speaker:
+    """`hearmylove run` in its own process, as systemd would start it."""
+
+    def __init__(
+        self, folder: Path, broker: LocalBroker, device: str = "kid-001", password: str = "device-secret"
+    ) -> None:
+        self.folder = folder
+        self.raw = folder / "played.raw"
+        self.config = folder / "config.toml"
+        self.config.write_text(
+            f'device_id = "{device}"\nstate_dir = "{folder / "state"}"\nsimulate_pins = true\n'
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntls = false\n'
+            f'username = "{device}"\npassword = "{password}"\nreconnect_max_seconds = 2\n'
+            "[story]\nprogress_interval = 2\n"
+        )
+        self.env = {**os.environ, **alsa_file_config(self.raw, folder / "asound.conf")}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        self.runs += 1
+        log = open(self.folder / f"daemon-{self.runs}.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "hearmylove"), "run", "--config", str(self.config)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+    def log(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.folder.glob("daemon-*.log")))

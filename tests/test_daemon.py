@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,50 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from hearmylove.audio import alsa_file_config, read_alsa_raw
+from hearmylove.audio import read_alsa_raw
 from hearmylove.broker import Account, LocalBroker
 from hearmylove.errors import BrokerError
 from hearmylove.remote import Remote
 from voicelab.judge import transcribe, wer
 
+from .rigs import Speaker
+
 DEVICE, PARENT = "kid-001", "mum"
 STORY = "Once upon a time, a little fox found a shiny red apple. He shared it with his friend the rabbit."
-
-
-class Speaker:
-    """`hearmylove run` in its own process, as systemd would start it."""
-
-    def __init__(self, folder: Path, broker: LocalBroker) -> None:
-        self.folder = folder
-        self.raw = folder / "played.raw"
-        self.config = folder / "config.toml"
-        self.config.write_text(
-            f'device_id = "{DEVICE}"\nstate_dir = "{folder / "state"}"\nsimulate_pins = true\n'
-            f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntls = false\n'
-            f'username = "{DEVICE}"\npassword = "device-secret"\nreconnect_max_seconds = 2\n'
-            "[story]\nprogress_interval = 2\n"
-        )
-        self.env = {**os.environ, **alsa_file_config(self.raw, folder / "asound.conf")}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.runs = 0
-
-    def start(self) -> None:
-        self.runs += 1
-        log = open(self.folder / f"daemon-{self.runs}.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "hearmylove"), "run", "--config", str(self.config)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
-
-    def log(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.folder.glob("daemon-*.log")))
 
 
 @pytest.fixture
@@ -117,7 +82,7 @@ def test_bad_commands_get_error_replies_and_the_daemon_lives_on(broker: LocalBro
         online(mum)
         mum.publish(DEVICE, "story.put", b"{this is not json")
         error = mum.wait_for("event", "error", timeout=30)
-        assert error.payload["error"]["code"] == "bad_json"
+        assert error.payload["code"] == "bad_json" and error.payload["command"] == "story.put"
         reply = mum.send(DEVICE, "volume.set", volume="loud")
         assert not reply.ok and "volume" in reply.error.message  # type: ignore[union-attr]
         reply = mum.send(DEVICE, "story.put", story_id="big", title="Big", text="word " * 20_000)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BrokerError
-from .protocol import TOPIC_ROOT
+from .protocol import MAX_MESSAGE_BYTES, TOPIC_ROOT
 from .tls import TlsFiles
 
 log = logging.getLogger(__name__)
@@ -65,24 +65,47 @@ class Listener:
     bind: str = "127.0.0.1"
 
 
+def _listener_lines(listener: Listener) -> list[str]:
+    lines = ["", f"listener {listener.port} {listener.bind}".rstrip()]
+    if listener.bind and listener.websockets:
+        # Mosquitto 2.0.11's WebSockets listener ignores the address unless the IP family is named.
+        lines.append(f"socket_domain {'ipv6' if ':' in listener.bind else 'ipv4'}")
+    if listener.websockets:
+        lines.append("protocol websockets")
+    # A listener's own setting in Mosquitto 2.0.11, whatever per_listener_settings says.
+    lines.append("use_username_as_clientid true")
+    return lines
+
+
 def mosquitto_conf(folder: Path, listeners: list[Listener], tls: TlsFiles | None, persistence: Path) -> str:
-    """The broker's configuration: the same shape for the family broker and the tests."""
+    """The broker's configuration: the same shape for the family broker and the tests.
+
+    - `use_username_as_clientid`: a client's id is its account name, so no account can
+      connect under a speaker's id and take its session (and the commands queued in it).
+    - `max_packet_size` / `message_size_limit`: nothing bigger than the largest legitimate
+      command (a voice pack) is read into memory or passed on.
+    - `autosave_on_changes` with `autosave_interval 1`: the database is written after every
+      loop that queued or changed something, so a broker killed after acknowledging a
+      command still has it (docs/security.md has the cost).
+    """
     lines = [
         "# Hear My Love family broker (written by hearmylove; edit the family registry, not this file)",
         "per_listener_settings false",
         "allow_anonymous false",
         f"password_file {folder / 'passwords'}",
         f"acl_file {folder / 'acl'}",
+        f"max_packet_size {MAX_MESSAGE_BYTES + 64 * 1024}",
+        f"message_size_limit {MAX_MESSAGE_BYTES}",
         "persistence true",
         f"persistence_location {persistence}/",
-        "autosave_interval 60",
+        "autosave_on_changes true",
+        "autosave_interval 1",
+        f"pid_file {folder / 'mosquitto.pid'}",
         "max_inflight_messages 20",
         "max_queued_messages 1000",
     ]
     for listener in listeners:
-        lines += ["", f"listener {listener.port} {listener.bind}".rstrip()]
-        if listener.websockets:
-            lines.append("protocol websockets")
+        lines += _listener_lines(listener)
         if listener.tls:
             if tls is None:
                 raise BrokerError(f"listener {listener.port} wants TLS but no certificate was made")
@@ -139,7 +162,7 @@ class LocalBroker:
         # Started as root, mosquitto would switch to its own user and lose our private files.
         text = f"user {getpass.getuser()}\n" + mosquitto_conf(self.folder, self.listeners(), self.tls, self.folder)
         conf = self.folder / "mosquitto.conf"
-        conf.write_text(text.replace("autosave_interval 60", "autosave_interval 1"))
+        conf.write_text(text)
         return conf
 
     def start(self, timeout: float = 10.0) -> LocalBroker:
@@ -159,6 +182,12 @@ class LocalBroker:
             except OSError:
                 time.sleep(0.05)
         raise BrokerError(f"mosquitto did not listen on port {self.port} within {timeout:.0f} s")
+
+    def kill(self) -> None:
+        """As a power cut or the OOM killer would: no chance to save anything."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=10)
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -13,6 +13,8 @@ import queue
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,9 @@ class Daemon:
             versions={"hearmylove": __version__, "engine": ENGINE_VERSION, "protocol": str(p.PROTOCOL_VERSION)},
             voices=self.voices,
         )
+        # Packs are unpacked, hashed and flushed on their own thread, one at a time, so the
+        # loop keeps answering (and pinging the watchdog) while a pack installs.
+        self._packs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hml-pack")
 
     def _show(self, light: Light) -> None:
         brightness = self.library.settings().get("led_brightness")
@@ -107,23 +112,44 @@ class Daemon:
         self.controls.led(light)
 
     def command(self, incoming: Incoming) -> p.Reply:
-        """Parse, execute once, reply, then acknowledge: a crash before the ack means redelivery."""
+        """Parse, execute once, reply, then acknowledge: a crash before the ack means
+        redelivery. Whatever happens inside, the command ends in one outcome and an ack."""
         try:
+            reply = self._outcome(incoming)
+            if not reply.ok:
+                log.info("refused %s: %s", incoming.name, reply.error.message if reply.error else "")
+            self.link.reply(reply, incoming)
+            return reply
+        finally:
+            self.link.ack(incoming)
+
+    @property
+    def _validity(self) -> timedelta:
+        """How old a command may be: as long as the broker keeps it for us (an hour at least,
+        for clocks that disagree)."""
+        return timedelta(seconds=max(self.config.mqtt.session_expiry, 3600))
+
+    def _outcome(self, incoming: Incoming) -> p.Reply:
+        """The reply to one command; never raises."""
+        try:
+            if incoming.retain:
+                raise p.ProtocolError(
+                    "retained",
+                    f"{incoming.name} was published retained; commands run once, when sent, and are never retained",
+                    p.sniff_id(incoming.payload),
+                )
             command = p.parse_command(incoming.name, incoming.payload, self.config.story.max_payload_bytes)
-            reply = self.controller.handle(command)
+            p.check_fresh(command, datetime.now(UTC), self._validity)
+            return self.controller.handle(command)
         except p.ProtocolError as exc:
-            reply = p.Reply.failure(exc.code, str(exc), exc.command_id)
+            return p.Reply.failure(exc.code, str(exc), exc.command_id)
         except Exception as exc:  # noqa: BLE001 - the daemon never dies on input
             log.exception("command %s failed", incoming.name)
-            reply = p.Reply.failure("internal", f"{incoming.name} failed: {exc}")
-        if not reply.ok:
-            log.info("refused %s: %s", incoming.name, reply.error.message if reply.error else "")
-        self.link.reply(reply, incoming)
-        self.link.ack(incoming)
-        return reply
+            return p.Reply.failure("internal", f"{incoming.name} failed: {exc}", p.sniff_id(incoming.payload))
 
     def run(self, stop: threading.Event) -> None:
         self.controller.announce()
+        self.renderer.resume(self.library.stories)  # renders a restart or power cut left undone
         self.link.start()
         sd_notify("READY=1")
         log.info("speaker %s ready", self.config.device_id)
@@ -134,11 +160,10 @@ class Daemon:
                     item = self.inputs.get(timeout=0.25)
                 except queue.Empty:
                     item = None
-                if isinstance(item, Incoming):
-                    try:
-                        self.command(item)
-                    except Exception:  # noqa: BLE001 - the daemon never dies on input
-                        log.exception("command %s could not be answered", item.name)
+                if isinstance(item, Incoming) and item.name == p.VoiceInstall.NAME:
+                    self._packs.submit(self._answer, item)
+                elif isinstance(item, Incoming):
+                    self._answer(item)
                 elif item is not None:
                     self.controller.dispatch(item)
                 self.controller.tick()
@@ -150,7 +175,17 @@ class Daemon:
             sd_notify("STOPPING=1")
             self.close()
 
+    def _answer(self, incoming: Incoming) -> None:
+        """On the loop, or for voice.install on the pack worker: the controller's install path
+        touches only the library, the voice store and the renderer's queue, all thread-safe."""
+        try:
+            self.command(incoming)
+        except Exception:  # noqa: BLE001 - the daemon never dies on input
+            log.exception("command %s could not be answered", incoming.name)
+
     def close(self) -> None:
+        # An install under way finishes and replies; a queued one is never acked, so it comes again.
+        self._packs.shutdown(wait=True, cancel_futures=True)
         self.link.stop()
         self.player.close()
         self.renderer.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,10 +20,25 @@ PROTOCOL_VERSION = 1
 TOPIC_ROOT = f"hml/v{PROTOCOL_VERSION}"
 
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
+MAX_MESSAGE_BYTES = 16 << 20
+"""The largest command payload anywhere (a voice pack, base64 in JSON): the broker refuses
+bigger ones (`message_size_limit`) and the speaker asks the broker never to send them."""
+MAX_JSON_TOKENS = 100_000
+"""Most JSON values (counted as `,` `[` `{`) a payload may hold: bounds the objects that
+parsing creates, whatever the byte size (16 MiB of `[{},{},...]` would be 400 MB of dicts)."""
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 Lang = Literal["en", "zh", "auto"]
 ErrorCode = Literal[
-    "bad_json", "unknown_command", "invalid", "too_large", "not_found", "quiet_hours", "not_playing", "internal"
+    "bad_json",
+    "unknown_command",
+    "invalid",
+    "too_large",
+    "expired",
+    "retained",
+    "not_found",
+    "quiet_hours",
+    "not_playing",
+    "internal",
 ]
 StateName = Literal["idle", "rendering", "playing", "paused", "sleeping", "error"]
 
@@ -50,6 +65,16 @@ class Command(BaseModel):
 
     id: Id
     """Chosen by the sender; a repeated id is answered again but never executed twice."""
+    sent_at: datetime | None = None
+    """When the sender sent it (ISO 8601 with a time zone). A command older than the
+    speaker's validity (its session expiry) is refused, not executed. Optional in v1 for
+    senders that predate it; the project's CLI and web app always send it."""
+
+    @model_validator(mode="after")
+    def _aware(self) -> Command:
+        if self.sent_at is not None and self.sent_at.tzinfo is None:
+            raise ValueError("sent_at must carry a time zone, e.g. 2026-11-21T19:30:00+00:00")
+        return self
 
 
 class StoryPut(Command):
@@ -181,6 +206,16 @@ def valid_id(value: object) -> bool:
     return isinstance(value, str) and re.fullmatch(ID_PATTERN, value) is not None
 
 
+_LEADING_ID = re.compile(rb'^\s*\{\s*"id"\s*:\s*"([A-Za-z0-9_.:\-]{1,64})"')
+
+
+def sniff_id(payload: bytes) -> str | None:
+    """The command id from a payload's first key, without parsing the rest: a payload too
+    big, too deep or not JSON still gets its refusal on reply/<id>. Our senders put `id` first."""
+    found = _LEADING_ID.match(payload[:256])
+    return found.group(1).decode() if found else None
+
+
 def _command_id(data: object) -> str | None:
     if isinstance(data, dict) and valid_id(data.get("id")):
         return str(data["id"])
@@ -195,14 +230,36 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def byte_limit(name: str, max_bytes: int) -> int:
+    """A voice pack may use the whole message budget; every other command the configured one."""
+    return MAX_MESSAGE_BYTES if name == VoiceInstall.NAME else min(max_bytes, MAX_MESSAGE_BYTES)
+
+
+def _load_json(payload: bytes, command_id: str | None) -> object:
+    """json.loads with the failures hostile payloads provoke named, never `internal`."""
+    tokens = payload.count(b",") + payload.count(b"[") + payload.count(b"{")
+    if tokens > MAX_JSON_TOKENS:
+        raise ProtocolError(
+            "too_large", f"payload holds {tokens:,} JSON values; the limit is {MAX_JSON_TOKENS:,}", command_id
+        )
+    try:
+        return json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError("bad_json", f"payload is not JSON: {exc}", command_id) from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "payload nests JSON arrays or objects too deeply", command_id) from None
+    except ValueError as exc:  # Python's limit on integer digits (4,300)
+        raise ProtocolError("bad_json", f"payload holds a number too long to read: {exc}", command_id) from None
+
+
 def parse_command(name: str, payload: bytes, max_bytes: int) -> Command:
     """Bytes from `cmd/<name>` -> a command, or a ProtocolError naming what is wrong."""
-    if len(payload) > max_bytes:
-        raise ProtocolError("too_large", f"payload is {len(payload):,} bytes; the limit is {max_bytes:,}")
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError("bad_json", f"payload is not JSON: {exc}") from None
+    limit = byte_limit(name, max_bytes)
+    if len(payload) > limit:
+        raise ProtocolError(
+            "too_large", f"payload is {len(payload):,} bytes; the limit is {limit:,}", sniff_id(payload)
+        )
+    data = _load_json(payload, sniff_id(payload))
     command_id = _command_id(data)
     kind = COMMANDS.get(name)
     if kind is None:
@@ -213,6 +270,20 @@ def parse_command(name: str, payload: bytes, max_bytes: int) -> Command:
         return kind.model_validate(data)
     except ValidationError as exc:
         raise ProtocolError("invalid", f"{name}: {_describe(exc)}", command_id) from None
+
+
+def check_fresh(command: Command, now: datetime, max_age: timedelta) -> None:
+    """Refuse a command older than its validity: a stale or replayed one must not run."""
+    if command.sent_at is None:
+        return
+    age = now - command.sent_at
+    if age > max_age:
+        raise ProtocolError(
+            "expired",
+            f"{command.NAME} was sent at {command.sent_at.isoformat()}, {age} ago; "
+            f"commands older than {max_age} are refused (is the sender's clock right?)",
+            command.id,
+        )
 
 
 # -- replies, events, state (device -> parent) ----------------------------------------
@@ -287,9 +358,16 @@ class ButtonHeart(Event):
 
 
 class ErrorEvent(Event):
+    """Something went wrong that no reply can carry: a scheduled story failed, or a
+    command without a readable id (or with an unusable response topic) was refused."""
+
     NAME: ClassVar[str] = "error"
     code: ErrorCode
     message: str
+    command: str | None = None
+    """The command's name when the error answers a command."""
+    id: str | None = None
+    """The command's id when it could be read."""
 
 
 class StoryInfo(BaseModel):

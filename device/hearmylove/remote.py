@@ -11,12 +11,15 @@ import queue
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from .errors import BrokerError
 from .protocol import TOPIC_ROOT, Reply
+
+SESSION_TAKEN_OVER = 0x8E
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Remote:
         if tls:
             client.tls_set(ca_certs=ca_file)
         client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self._client = client
         self._host, self._port = host, port
@@ -84,6 +88,13 @@ class Remote:
             return
         client.subscribe(f"{TOPIC_ROOT}/+/#", qos=1)
         self._connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: Any, props: object) -> None:
+        """The broker binds client ids to accounts: a second login with this account took
+        the session over. Reconnecting would only take it back, for ever; stop instead."""
+        if getattr(reason, "value", None) == SESSION_TAKEN_OVER:
+            self._refused = "this account logged in elsewhere (one connection per account)"
+            client.disconnect()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         parts = message.topic.split("/")
@@ -118,7 +129,8 @@ class Remote:
         with self._lock:
             self._replies[command_id] = waiting
         try:
-            self.publish(device_id, name, json.dumps({"id": command_id, **fields}, default=str))
+            stamped = {"id": command_id, "sent_at": datetime.now(UTC).isoformat(), **fields}
+            self.publish(device_id, name, json.dumps(stamped, default=str))
             try:
                 return waiting.get(timeout=timeout)
             except queue.Empty:

@@ -4,6 +4,8 @@
 import mqtt from "../node_modules/mqtt/dist/mqtt.esm.js";
 import * as p from "./protocol.js";
 
+const SESSION_TAKEN_OVER = 0x8e;
+
 export class LoginError extends Error {
   /** kind: "unreachable" (no broker answered) or "refused" (the broker said no to these credentials). */
   constructor(kind, detail) {
@@ -41,6 +43,14 @@ export class Link extends EventTarget {
     client.on("connect", () => this._status(true));
     client.on("offline", () => this._status(false));
     client.on("close", () => this._status(false));
+    // The broker binds client ids to accounts: the same account logged in elsewhere took this
+    // session over. Reconnecting would take it back, and the other would again, for ever.
+    client.on("disconnect", (packet) => {
+      if (packet.reasonCode !== SESSION_TAKEN_OVER) return;
+      this.takenOver = true;
+      client.end(true);
+      this._status(false);
+    });
   }
 
   /** Resolves with a connected, subscribed Link, or rejects with a LoginError. */
@@ -101,7 +111,8 @@ export class Link extends EventTarget {
         clearTimeout(timer);
         resolve(reply);
       });
-      this.client.publish(p.commandTopic(deviceId, name), JSON.stringify({ id, ...fields }), { qos: 1 }, (err) => {
+      const command = JSON.stringify({ id, sent_at: new Date().toISOString(), ...fields });
+      this.client.publish(p.commandTopic(deviceId, name), command, { qos: 1 }, (err) => {
         if (!err) return;
         clearTimeout(timer);
         this.pending.delete(id);

@@ -1,0 +1,202 @@
+"""Hostile input and bad days, from outside: a real Mosquitto configured as shipped, the
+real daemon (in a thread, or as its own process where it must be stopped, started or
+weighed), and bare MQTT 5 clients that send what the parent's tools never would."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from hearmylove import protocol as p
+from hearmylove.broker import Account, LocalBroker
+from hearmylove.engine.engine import Engine
+from hearmylove.remote import Remote
+
+from .rigs import Speaker, running_daemon
+
+DEVICE, PARENT = "kid-017", "mum"
+DAD = Account("dad", "dad-pw", devices=(DEVICE,))
+"""A second parent of the family: one account is one connection (client ids are account names)."""
+TIMEOUT = 30
+
+
+class Bare:
+    """A bare MQTT 5 client: odd properties, retained commands, foreign client ids, huge payloads."""
+
+    def __init__(self, port: int, user: str, password: str, client_id: str = "", clean_start: bool = True) -> None:
+        self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.gone = threading.Event()
+        self.acked: queue.Queue[int] = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(user, password)
+        connected: queue.Queue[Any] = queue.Queue()
+        self.client.on_connect = lambda c, u, flags, reason, props: connected.put((reason, flags))
+        self.client.on_message = lambda c, u, message: self.inbox.put(message)
+        self.client.on_disconnect = lambda c, u, flags, reason, props: self.gone.set()
+        self.client.on_publish = lambda c, u, mid, reason, props: self.acked.put(mid)
+        self.client.on_subscribe = lambda c, u, mid, codes, props: self.acked.put(mid)
+        self.client.connect("127.0.0.1", port, keepalive=30, clean_start=clean_start)
+        self.client.loop_start()
+        reason, self.flags = connected.get(timeout=TIMEOUT)
+        assert not reason.is_failure, reason
+
+    def subscribe(self, topic: str) -> Bare:
+        _, mid = self.client.subscribe(topic, qos=1)
+        self._wait_ack(mid)
+        return self
+
+    def command(self, name: str, payload: bytes | str, retain: bool = False, response_topic: str | None = None) -> None:
+        properties = None
+        if response_topic is not None:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.ResponseTopic = response_topic
+            properties.CorrelationData = b"poison"
+        info = self.client.publish(p.device_topic(DEVICE, "cmd", name), payload, 1, retain, properties)
+        self._wait_ack(info.mid)
+
+    def _wait_ack(self, mid: int) -> None:
+        while self.acked.get(timeout=TIMEOUT) != mid:
+            pass
+
+    def next(self, suffix: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The next message on hml/v1/<device>/<suffix>, as JSON; others are passed over."""
+        topic = p.device_topic(DEVICE, suffix)
+        while True:
+            message = self.inbox.get(timeout=timeout)
+            if message.topic == topic:
+                return dict(json.loads(message.payload))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def bare_dad(broker: LocalBroker) -> Bare:
+    return Bare(broker.port, DAD.username, DAD.password).subscribe(p.device_topic(DEVICE, "#"))
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def test_a_poison_response_topic_ends_in_one_outcome_and_the_speaker_answers_on(tmp_path: Path, engine: Engine) -> None:
+    with running_daemon(tmp_path, engine, DEVICE, PARENT, others=(DAD,)) as rig:
+        dad = bare_dad(rig.broker)
+        for n, poison in enumerate(("reply/+", "reply/#", "reply/a/+/b", "reply/")):
+            dad.command("ping", json.dumps({"id": f"poison-{n}"}), response_topic=p.device_topic(DEVICE, poison))
+            assert dad.next(f"reply/poison-{n}")["ok"], "an unusable response topic falls back to reply/<id>"
+        # More than the broker's in-flight window (20), without an id: each gets an error event.
+        for _ in range(25):
+            dad.command("ping", b"{}", response_topic=p.device_topic(DEVICE, "reply/#"))
+        for _ in range(25):
+            event = p.ErrorEvent.model_validate(dad.next("event/error"))
+            assert (event.code, event.command) == ("invalid", "ping") and "id" in event.message
+        assert rig.parent.send(DEVICE, "ping").ok, "the speaker still answers"
+        with pytest.raises(queue.Empty):
+            dad.next("event/error", timeout=3)  # acknowledged: nothing is redelivered
+        dad.close()
+
+
+def test_a_retained_or_stale_command_is_refused_not_executed(tmp_path: Path, engine: Engine) -> None:
+    tell = {"id": "retained-tell", "sent_at": now(), "text": "The owl said hello.", "lang": "en"}
+    with running_daemon(tmp_path, engine, DEVICE, PARENT, others=(DAD,)) as rig:
+        dad = bare_dad(rig.broker)
+        dad.command("story.tell", json.dumps(tell), retain=True)
+        reply = p.Reply.model_validate(dad.next("reply/retained-tell"))
+        assert reply.error is not None and reply.error.code == "retained", reply
+        month_ago = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+        stale = rig.parent.send(DEVICE, "story.tell", text="The owl said hello.", lang="en", sent_at=month_ago)
+        assert stale.error is not None and stale.error.code == "expired" and month_ago in stale.error.message
+        dad.close()
+    # Broker and speaker start again from their folders: the retained command is still on the
+    # broker, and the speaker's resubscription does not replay it.
+    with running_daemon(tmp_path, engine, DEVICE, PARENT, others=(DAD,)) as rig:
+        dad = bare_dad(rig.broker)
+        assert dad.next("cmd/story.tell")["id"] == "retained-tell"
+        assert rig.parent.send(DEVICE, "ping").ok
+        with pytest.raises(queue.Empty):
+            dad.next("reply/retained-tell", timeout=3)
+        with pytest.raises(TimeoutError):
+            rig.parent.wait_for("event", "story.started", timeout=3)
+        dad.close()
+
+
+def test_deep_or_huge_json_gets_an_error_naming_it_with_the_id_kept(tmp_path: Path, engine: Engine) -> None:
+    with running_daemon(tmp_path, engine, DEVICE, PARENT, others=(DAD,)) as rig:
+        dad = bare_dad(rig.broker)
+        dad.command("story.put", '{"id": "deep", "text": ' + "[" * 10_000 + "]" * 10_000 + "}")
+        deep = p.Reply.model_validate(dad.next("reply/deep"))
+        assert deep.error is not None and (deep.error.code, "deeply") == (
+            "bad_json",
+            deep.error.message[-len("deeply") :],
+        )
+        dad.command("volume.set", '{"id": "digits", "volume": ' + "9" * 20_000 + "}")
+        digits = p.Reply.model_validate(dad.next("reply/digits"))
+        assert digits.error is not None and digits.error.code == "bad_json" and "number" in digits.error.message
+        dad.command("story.put", '{"id": "bomb", "x": [' + "{}," * 200_000 + "{}]}")
+        bomb = p.Reply.model_validate(dad.next("reply/bomb"))
+        assert bomb.error is not None and bomb.error.code == "too_large" and "JSON values" in bomb.error.message
+        # Without a readable id: the ErrorEvent the schema describes, on event/error.
+        dad.command("story.put", "[" * 10_000)
+        payload = dad.next("event/error")
+        assert set(payload) == {"at", "code", "message", "command", "id"} and payload["command"] == "story.put"
+        assert p.ErrorEvent.model_validate(payload).code == "bad_json"
+        assert rig.parent.send(DEVICE, "ping").ok
+        dad.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    accounts = [
+        Account(DEVICE, "device-secret"),
+        Account(PARENT, "parent-secret", devices=(DEVICE,)),
+        DAD,
+        Account("eve", "eve-secret", devices=("kid-eve",)),
+    ]
+    with LocalBroker(tmp_path / "broker", accounts) as running:
+        yield running
+
+
+@pytest.fixture
+def speaker(tmp_path: Path, broker: LocalBroker, model_dir: Path) -> Iterator[Speaker]:
+    s = Speaker(tmp_path, broker, DEVICE)
+    s.start()
+    yield s
+    s.stop()
+
+
+def mum(broker: LocalBroker) -> Remote:
+    return Remote("127.0.0.1", broker.port, PARENT, "parent-secret").connect()
+
+
+def wait_availability(remote: Remote, value: str) -> None:
+    while remote.wait_for("availability", timeout=120, device_id=DEVICE).payload != value:
+        pass
+
+
+def test_a_foreign_client_id_cannot_take_the_speakers_session(broker: LocalBroker, speaker: Speaker) -> None:
+    claims = (DEVICE, f"hml-device-{DEVICE}")  # its account name, and the id it used before
+    with mum(broker) as parent:
+        wait_availability(parent, "online")
+        for claimed in claims:
+            Bare(broker.port, "eve", "eve-secret", client_id=claimed, clean_start=False).close()
+        with pytest.raises(TimeoutError):
+            wait_availability(parent, "offline")  # the speaker was not thrown off
+        assert parent.send(DEVICE, "ping").ok
+        speaker.stop()
+        wait_availability(parent, "offline")
+        parent.publish(DEVICE, "ping", json.dumps({"id": "queued-while-away"}))
+        for claimed in claims:  # a session taken over here would end at this disconnect
+            Bare(broker.port, "eve", "eve-secret", client_id=claimed, clean_start=False).close()
+        speaker.start()
+        assert parent.wait_for("reply", "queued-while-away", timeout=120).payload["ok"]
