@@ -1,6 +1,10 @@
 """Render stories ahead in the background so the button plays at once; stream the
 ones asked for before their render is done (writing the cache as they play).
 
+The queue lives in memory, so the library is the truth: at start the daemon asks for
+every stored story without a finished render (`resume`), and a power cut mid-render
+costs only the time to render again.
+
 A story told live has the CPU: the background worker waits between chunks while a
 live stream runs, so a Pi never renders two stories at once.
 """
@@ -10,7 +14,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
@@ -27,6 +32,13 @@ Ready = Callable[[str, float], None]
 Failed = Callable[[str, str], None]
 
 
+@dataclass(frozen=True)
+class _Resume:
+    """A job: look through the stored stories and queue the ones without a render."""
+
+    stories: Callable[[], Iterable[Story]]
+
+
 class Renderer:
     def __init__(
         self,
@@ -41,7 +53,7 @@ class Renderer:
         self._cache = cache
         self._on_ready = on_ready
         self._on_failed = on_failed
-        self._jobs: queue.Queue[Story | None] = queue.Queue()
+        self._jobs: queue.Queue[Story | _Resume | None] = queue.Queue()
         self._idle = threading.Event()  # cleared while a story streams to the listener
         self._idle.set()
         self._cancelled: set[str] = set()
@@ -75,6 +87,11 @@ class Renderer:
             self._cancelled.discard(story.id)
         self._jobs.put(story)
 
+    def resume(self, stories: Callable[[], Iterable[Story]]) -> None:
+        """Render ahead every stored story whose render is missing (after a restart or a power
+        cut). `stories` is read on the worker, so start-up does not wait for the voices."""
+        self._jobs.put(_Resume(stories))
+
     def cancel(self, story_id: str) -> None:
         with self._lock:
             self._cancelled.add(story_id)
@@ -100,16 +117,44 @@ class Renderer:
 
     def _work(self) -> None:
         while True:
-            story = self._jobs.get()
-            if story is None:
+            job = self._jobs.get()
+            if job is None:
                 return
-            try:
-                self._render(story)
-            except HearMyLoveError as exc:
-                self._on_failed(story.id, str(exc))
-            except Exception as exc:  # noqa: BLE001 - a bad story must not stop the worker
-                log.exception("rendering %s failed", story.id)
-                self._on_failed(story.id, f"rendering failed: {exc}")
+            if isinstance(job, _Resume):
+                self._queue_missing(job)
+                continue
+            self._render_safely(job)
+
+    def _queue_missing(self, job: _Resume) -> None:
+        """Queue the stories without a render, unheard and newest first (told next, likely)."""
+        try:
+            stories = sorted(job.stories(), key=lambda s: (s.heard, -s.added_at))
+        except Exception:  # noqa: BLE001 - the library closing under us must not stop the worker
+            log.exception("could not list the stories to render ahead")
+            return
+        missing = [s for s in stories if not self._closing.is_set() and not self._ready_or_unknown(s)]
+        if missing:
+            log.info("resuming render-ahead: %d stored stories have no render", len(missing))
+        for story in missing:
+            self._jobs.put(story)
+
+    def _ready_or_unknown(self, story: Story) -> bool:
+        """True when rendered; a story whose key cannot be computed (its voice is gone) is
+        left for the listener, whose request reports the problem."""
+        try:
+            return self.is_ready(story)
+        except Exception as exc:  # noqa: BLE001 - one bad story must not stop the others
+            log.warning("not rendering %s ahead: %s", story.id, exc)
+            return True
+
+    def _render_safely(self, story: Story) -> None:
+        try:
+            self._render(story)
+        except HearMyLoveError as exc:
+            self._on_failed(story.id, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bad story must not stop the worker
+            log.exception("rendering %s failed", story.id)
+            self._on_failed(story.id, f"rendering failed: {exc}")
 
     def _render(self, story: Story) -> None:
         key = self.key(story)
