@@ -50,8 +50,8 @@ def test_identity_write_command(image: Path, kid: Path, capsys: pytest.CaptureFi
 def test_flash_to_a_file_writes_verifies_and_adds_the_identity(image: Path, kid: Path, tmp_path: Path) -> None:
     card = tmp_path / "card.img"
     seen: list[str] = []
-    assert main(["flash", "--image", str(image), "--device", str(card), "--identity", str(kid)]) == 0
-    digest = flash(image, check_target(card, image), lambda stage, f: seen.append(stage))
+    assert main(["flash", "--image", str(image), "--device", str(card), "--identity", str(kid), "--to-file"]) == 0
+    digest = flash(image, check_target(card, image, to_file=True), lambda stage, f: seen.append(stage))
     assert {"write", "sync", "verify"} <= set(seen) and len(digest) == 64
     assert card.read_bytes() == image.read_bytes()  # flash() alone does not add the identity
     write_to(card, load(kid))
@@ -60,7 +60,7 @@ def test_flash_to_a_file_writes_verifies_and_adds_the_identity(image: Path, kid:
 
 def test_a_corrupted_read_back_is_detected(image: Path, tmp_path: Path) -> None:
     card = tmp_path / "card.img"
-    digest = write_image(image, card)
+    digest = write_image(image, card, create=True)
     with open(card, "r+b") as f:  # a fake-capacity card drops a block
         f.seek(3 << 20)
         f.write(b"\xff" * 512)
@@ -94,9 +94,39 @@ def test_the_disk_this_machine_runs_from_is_refused(image: Path, kid: Path) -> N
 
 def test_the_image_itself_and_a_character_device_are_refused(image: Path) -> None:
     with pytest.raises(UnsafeTargetError, match="the image itself"):
-        check_target(image, image)
-    with pytest.raises(UnsafeTargetError, match="neither a block device"):
+        check_target(image, image, to_file=True)
+    with pytest.raises(UnsafeTargetError, match="is not a block device"):
         check_target(Path("/dev/null"), image)
+    with pytest.raises(UnsafeTargetError, match="not a regular file"):
+        check_target(image.parent, image, to_file=True)
+
+
+def test_a_missing_device_is_refused_and_no_file_is_created(
+    image: Path, kid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As on a machine with no /dev/sda: a mistyped or unplugged card must not become a file.
+    missing = tmp_path / "dev" / "sda"
+    missing.parent.mkdir()
+    assert main(["flash", "--image", str(image), "--device", str(missing), "--identity", str(kid)]) == 1
+    assert "does not exist: no card is there" in capsys.readouterr().err
+    assert not missing.exists() and list(missing.parent.iterdir()) == []
+    with pytest.raises(UnsafeTargetError, match="does not exist"):
+        check_target(Path("/dev/sd-hml-missing"), image)  # the real /dev: checked, never opened
+    with pytest.raises(FileNotFoundError):
+        write_image(image, missing)  # even past the check, the writer never creates a device path
+    assert not missing.exists()
+
+
+def test_a_regular_file_is_refused_unless_asked_for_with_to_file(
+    image: Path, kid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    card = tmp_path / "card.img"
+    card.write_bytes(b"precious")
+    assert main(["flash", "--image", str(image), "--device", str(card), "--identity", str(kid)]) == 1
+    assert "is a regular file, not a card; to write the image into a file, add --to-file" in capsys.readouterr().err
+    assert card.read_bytes() == b"precious"
+    with pytest.raises(UnsafeTargetError, match="never written under /dev"):
+        check_target(Path("/dev/sd-hml-missing"), image, to_file=True)
 
 
 # A fake /sys and mountinfo: one card reader "sdb" (8:16) with a partition sdb1 (8:17).

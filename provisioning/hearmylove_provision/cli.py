@@ -56,7 +56,7 @@ def _flash(args: argparse.Namespace) -> int:
     from .identity import load, write_to
 
     identity = load(args.identity)  # first: a bad identity is refused before the disk is touched
-    target = check_target(args.device, args.image, force=args.force)
+    target = check_target(args.device, args.image, force=args.force, to_file=args.to_file)
     digest = flash(args.image, target, ProgressLine())
     write_to(args.device, identity)
     print(f"{args.device}: image written and verified (sha256 {digest[:16]}), identity of {identity.device_id} added")
@@ -114,9 +114,12 @@ def parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("flash", help="write the image to a card, verify it, then write the identity")
     f.add_argument("--image", type=Path, required=True)
-    f.add_argument("--device", type=Path, required=True, help="whole card (/dev/sdX, /dev/mmcblkN) or a file")
+    f.add_argument("--device", type=Path, required=True, help="the whole card: /dev/sdX or /dev/mmcblkN (see lsblk)")
     f.add_argument("--identity", type=Path, required=True)
     f.add_argument("--force", action="store_true", help="allow a disk that does not report itself removable")
+    f.add_argument(
+        "--to-file", action="store_true", help="--device is a regular file to write the image into (not under /dev)"
+    )
     f.set_defaults(run=_flash)
 
     fb = sub.add_parser("firstboot", help="(on the speaker) apply the identity from the FAT partition once")

@@ -3,9 +3,11 @@
 The refusals come first and do not bend: the disk this machine runs from (/, /boot and
 their backing disks through device-mapper or RAID), any disk with a mounted partition or
 active swap, a partition instead of a whole disk, a card smaller than the image. A fixed
-(non-removable) disk is refused unless --force. A regular file is a valid target, which is
-how the tests flash. After writing, the page cache is dropped and every byte read back and
-compared by sha256.
+(non-removable) disk is refused unless --force. A target must be an existing block device:
+a path with nothing there is refused (never created), and so is a regular file, unless the
+caller asks for a file with `to_file` (`--to-file`), which in turn refuses anything under
+/dev. After writing, the page cache is dropped and every byte read back and compared by
+sha256.
 """
 
 from __future__ import annotations
@@ -101,26 +103,48 @@ class SystemView:
 class Target:
     path: Path
     disk: str | None = None
-    """Kernel name of the block device; None for a regular file."""
+    """Kernel name of the block device; None for a file asked for with `to_file`."""
     notes: list[str] = field(default_factory=list)
 
 
-def check_target(target: Path, image: Path, force: bool = False, view: SystemView | None = None) -> Target:
-    """Decide whether `target` may be overwritten with `image`; raise UnsafeTargetError if not."""
+def check_target(
+    target: Path, image: Path, force: bool = False, view: SystemView | None = None, to_file: bool = False
+) -> Target:
+    """Decide whether `target` may be overwritten with `image`; raise UnsafeTargetError if not.
+
+    `to_file` is the only way to write a regular file (an image copy for a VM); without it a
+    missing path or a file is refused, so a mistyped /dev/sdX never becomes a file that
+    "verifies"."""
     view = view or SystemView()
     target, size = Path(target), Path(image).stat().st_size
+    if to_file:
+        return _check_file(target, image)
     if not target.exists():
-        if not target.parent.is_dir():
-            raise UnsafeTargetError(f"{str(target)!r} does not exist (no such device or folder)")
-        return Target(target)
+        raise UnsafeTargetError(
+            f"{str(target)!r} does not exist: no card is there; plug the card in and find its name with "
+            "lsblk (e.g. /dev/sdb, /dev/mmcblk0). Nothing was written"
+        )
     st = target.stat()
     if stat.S_ISREG(st.st_mode):
-        if target.samefile(image):
-            raise UnsafeTargetError(f"{str(target)!r} is the image itself")
-        return Target(target)
+        raise UnsafeTargetError(
+            f"{str(target)!r} is a regular file, not a card; to write the image into a file, add --to-file"
+        )
     if not stat.S_ISBLK(st.st_mode):
-        raise UnsafeTargetError(f"{str(target)!r} is neither a block device nor a regular file")
+        raise UnsafeTargetError(f"{str(target)!r} is not a block device; a card is /dev/sdX or /dev/mmcblkN")
     return _check_disk(target, f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}", size, force, view)
+
+
+def _check_file(target: Path, image: Path) -> Target:
+    """A regular file, new or existing, outside /dev (where a missing card's name would be)."""
+    if Path("/dev") in (target.absolute(), *target.absolute().parents):
+        raise UnsafeTargetError(f"refusing {str(target)!r} with --to-file: files are never written under /dev")
+    if not target.parent.is_dir():
+        raise UnsafeTargetError(f"{str(target)!r}: the folder {str(target.parent)!r} does not exist")
+    if target.exists() and not target.is_file():
+        raise UnsafeTargetError(f"{str(target)!r} is not a regular file; --to-file writes only files")
+    if target.exists() and target.samefile(image):
+        raise UnsafeTargetError(f"{str(target)!r} is the image itself")
+    return Target(target)
 
 
 def _check_disk(target: Path, devnum: str, size: int, force: bool, view: SystemView) -> Target:
@@ -149,12 +173,13 @@ def _check_disk(target: Path, devnum: str, size: int, force: bool, view: SystemV
     return Target(target, disk, notes)
 
 
-def write_image(image: Path, target: Path, progress: Progress = _quiet) -> str:
-    """Copy the image onto the target and flush it; the sha256 of what was written."""
+def write_image(image: Path, target: Path, progress: Progress = _quiet, create: bool = False) -> str:
+    """Copy the image onto the target and flush it; the sha256 of what was written. Only with
+    `create` (a checked `to_file` target) may a missing path become a new file."""
     size, done, digest = Path(image).stat().st_size, 0, hashlib.sha256()
     is_block = target.exists() and stat.S_ISBLK(target.stat().st_mode)
     # O_EXCL on a block device fails if the kernel knows it is mounted: one more guard.
-    flags = os.O_WRONLY | (os.O_EXCL if is_block else os.O_CREAT | os.O_TRUNC)
+    flags = os.O_WRONLY | (os.O_EXCL if is_block else os.O_TRUNC) | (os.O_CREAT if create and not is_block else 0)
     with open(image, "rb") as src:
         fd = os.open(target, flags, 0o644)
         try:
@@ -201,6 +226,6 @@ def flash(image: Path, target: Target, progress: Progress = _quiet) -> str:
     """Write and verify; the sha256 of the image. The caller has validated the identity first."""
     for note in target.notes:
         log.warning("%s", note)
-    digest = write_image(image, target.path, progress)
+    digest = write_image(image, target.path, progress, create=target.disk is None)
     verify(target.path, Path(image).stat().st_size, digest, progress)
     return digest
