@@ -31,6 +31,8 @@ class Rig:
     parent: Remote
     pins: MockFactory
     broker: LocalBroker
+    thread: threading.Thread
+    """The daemon's loop: alive for as long as the daemon has not crashed."""
 
 
 @contextmanager
@@ -55,7 +57,7 @@ def running_daemon(
             with Remote("127.0.0.1", broker.port, parent, "parent-pw") as remote:
                 while remote.wait_for("availability", timeout=30, device_id=device).payload != "online":
                     pass
-                yield Rig(daemon, remote, pins, broker)
+                yield Rig(daemon, remote, pins, broker, thread)
         finally:
             stop.set()
             thread.join(timeout=30)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import psutil
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -108,7 +109,7 @@ def test_a_poison_response_topic_ends_in_one_outcome_and_the_speaker_answers_on(
 
 
 def test_a_retained_or_stale_command_is_refused_not_executed(tmp_path: Path, engine: Engine) -> None:
-    tell = {"id": "retained-tell", "sent_at": now(), "text": "The owl said hello.", "lang": "en"}
+    tell = {"id": "retained-tell", "text": "The owl said hello.", "lang": "en"}
     with running_daemon(tmp_path, engine, DEVICE, PARENT, others=(DAD,)) as rig:
         dad = bare_dad(rig.broker)
         dad.command("story.tell", json.dumps(tell), retain=True)
@@ -200,3 +201,64 @@ def test_a_foreign_client_id_cannot_take_the_speakers_session(broker: LocalBroke
             Bare(broker.port, "eve", "eve-secret", client_id=claimed, clean_start=False).close()
         speaker.start()
         assert parent.wait_for("reply", "queued-while-away", timeout=120).payload["ok"]
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory since the last reset (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_an_oversize_payload_is_refused_and_the_speakers_memory_stays_bounded(
+    broker: LocalBroker, speaker: Speaker
+) -> None:
+    assert speaker.process is not None
+    pid = speaker.process.pid
+    with mum(broker) as parent:
+        wait_availability(parent, "online")
+        assert parent.send(DEVICE, "ping").ok
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak starts again from here
+        before, rss_before = peak_rss(pid), psutil.Process(pid).memory_info().rss
+        # Bigger than any legitimate message: the broker drops the sender and passes nothing on.
+        dad = Bare(broker.port, DAD.username, DAD.password)
+        dad.client.publish(p.device_topic(DEVICE, "cmd", "story.put"), b'{"id": "huge", "text": "' + b"a" * (100 << 20))
+        for _ in range(TIMEOUT * 10):  # the broker's answer: a disconnect (or, unguarded, a PUBACK)
+            if dad.gone.wait(0.1) or not dad.acked.empty():
+                break
+        refused_at_broker = dad.gone.is_set()
+        dad.client.loop_stop()
+        # Under the broker's cap, over this command's limit: an error reply that keeps the id.
+        big = parent.send(DEVICE, "story.put", story_id="big", title="Big", text="a" * (4 << 20), timeout=60)
+        assert big.error is not None and big.error.code == "too_large", big
+        # A voice.install that would parse into millions of objects.
+        parent.publish(DEVICE, "voice.install", '{"id": "bomb", "pack": "x", "x": [' + "{}," * (2 << 20) + "{}]}")
+        bomb = parent.wait_for("reply", "bomb", timeout=60).payload
+        assert bomb["error"]["code"] == "too_large" and "JSON values" in bomb["error"]["message"]
+        assert parent.send(DEVICE, "ping").ok
+        after, rss_after = peak_rss(pid), psutil.Process(pid).memory_info().rss
+    mib = [round(x / 2**20) for x in (before, after, rss_before, rss_after)]
+    print(f"speaker peak RSS {mib[0]} -> {mib[1]} MiB, RSS {mib[2]} -> {mib[3]} MiB")
+    assert after - before < 64 << 20, "a payload the speaker refuses must not cost it its size several times over"
+    assert refused_at_broker and speaker.process.poll() is None
+
+
+def test_commands_the_broker_acknowledged_survive_its_kill_9(broker: LocalBroker, speaker: Speaker) -> None:
+    ids = [f"while-away-{n}" for n in range(3)]
+    with mum(broker) as parent:
+        wait_availability(parent, "online")
+        speaker.stop()
+        wait_availability(parent, "offline")
+    dad = Bare(broker.port, DAD.username, DAD.password)
+    for command_id in ids:
+        dad.command("ping", json.dumps({"id": command_id, "sent_at": now()}))  # waits for the PUBACK
+    # The broker saves at the end of the loop that acknowledged; any later round trip is served after it.
+    dad.subscribe(p.device_topic(DEVICE, "state"))
+    dad.close()
+    broker.kill()
+    broker.start()
+    with mum(broker) as parent:
+        speaker.start()
+        for command_id in ids:
+            assert parent.wait_for("reply", command_id, timeout=120).payload["ok"], command_id

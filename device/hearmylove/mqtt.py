@@ -145,8 +145,8 @@ class MqttLink:
     def _incoming(self, message: mqtt.MQTTMessage) -> Incoming | None:
         """A command to execute, or None for what only needs an ack (an empty retained clear)."""
         prefix = self.topic("cmd") + "/"
-        if not message.topic.startswith(prefix) or (message.retain and not message.payload):
-            return None
+        if not (message.topic + "/").startswith(prefix) or (message.retain and not message.payload):
+            return None  # `cmd` itself is a command with no name: it gets its error reply
         props = getattr(message, "properties", None)
         return Incoming(
             name=message.topic[len(prefix) :],

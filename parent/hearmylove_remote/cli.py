@@ -159,6 +159,11 @@ def cmd_broker(args: argparse.Namespace) -> int:
         print(f"  {name}\t{password}")
     if broker.reload():
         print("mosquitto reloaded")
+    else:
+        print(
+            f"mosquitto is not running from {args.dir} (no live {broker.pid_file.name}); "
+            "it reads the accounts when it starts"
+        )
     return 0
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import grp
 import json
 import os
+import pwd
 import secrets
 import signal
-import subprocess
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -37,7 +37,8 @@ class Registry(BaseModel):
     wss_port: int = 8884
     bind: str = ""
     """Address to listen on ("" for all)."""
-    persistence: Path = Path("/var/lib/mosquitto")
+    persistence: Path | None = None
+    """Where Mosquitto keeps sessions and queued commands (None: `data/` in the broker's folder)."""
     families: dict[Name, Family] = Field(default_factory=dict)
 
 
@@ -58,7 +59,7 @@ class Broker:
             mqtt_port=mqtt_port,
             wss_port=wss_port,
             bind=bind,
-            persistence=persistence or Path("/var/lib/mosquitto"),
+            persistence=persistence,
         )
         self.save(registry)
         return registry
@@ -88,15 +89,21 @@ class Broker:
             for parent in family.parents
         ]
         (self.folder / "acl").write_text(acl_text(accounts))
-        (self.folder / "mosquitto.conf").write_text(mosquitto_conf(self.folder, listeners, tls, registry.persistence))
-        self._share_with_mosquitto()
+        persistence = registry.persistence or self.folder / "data"
+        persistence.mkdir(parents=True, exist_ok=True)
+        (self.folder / "mosquitto.conf").write_text(mosquitto_conf(self.folder, listeners, tls, persistence))
+        self._share_with_mosquitto(persistence)
 
-    def _share_with_mosquitto(self) -> None:
-        """Mosquitto reads these files as its own user after it drops root."""
+    def _share_with_mosquitto(self, persistence: Path) -> None:
+        """Mosquitto reads these files, and writes its database, as its own user after it drops root."""
         try:
             gid = grp.getgrnam("mosquitto").gr_gid
+            uid = pwd.getpwnam("mosquitto").pw_uid
         except KeyError:
             return
+        if os.geteuid() == 0:
+            os.chown(persistence, uid, gid)
+            persistence.chmod(0o700)
         for name in ("passwords", "acl", "tls/server.key"):
             path = self.folder / name
             if path.exists() and os.geteuid() == 0:
@@ -143,17 +150,22 @@ class Broker:
         self.save(registry)
         return password
 
-    def reload(self, pid_file: Path = Path("/run/mosquitto/mosquitto.pid")) -> bool:
-        """Ask a running Mosquitto to re-read passwords and ACLs (SIGHUP)."""
+    @property
+    def pid_file(self) -> Path:
+        """Written by the family broker itself (`pid_file` in its mosquitto.conf)."""
+        return self.folder / "mosquitto.pid"
+
+    def reload(self) -> bool:
+        """Ask this folder's Mosquitto, and no other, to re-read passwords and ACLs (SIGHUP).
+        False if it is not running (it reads them when it starts)."""
         try:
-            os.kill(int(pid_file.read_text().strip()), signal.SIGHUP)
+            pid = int(self.pid_file.read_text().strip())
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "mosquitto":
+                return False  # a stale pid file: the number now belongs to another program
+            os.kill(pid, signal.SIGHUP)
             return True
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-            try:
-                subprocess.run(["pkill", "-HUP", "-x", "mosquitto"], check=True, capture_output=True)
-                return True
-            except (FileNotFoundError, subprocess.CalledProcessError):
-                return False
+        except (OSError, ValueError):
+            return False
 
     def describe(self) -> str:
         registry = self.load()
