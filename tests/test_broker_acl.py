@@ -58,6 +58,19 @@ def family_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]
     process.wait(timeout=10)
 
 
+_open: list[mqtt.Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _one_connection_per_account() -> Iterator[None]:
+    """The broker binds client ids to accounts: a test's clients leave before the next logs in."""
+    yield
+    while _open:
+        c = _open.pop()
+        c.disconnect()
+        c.loop_stop()
+
+
 def client(
     b: Running, user: str | None, password: str | None = None, *, websockets: bool = False, tls: bool = True
 ) -> mqtt.Client:
@@ -85,6 +98,7 @@ def client(
     if reason != "Success":
         c.loop_stop()
         raise ConnectionError(reason)
+    _open.append(c)
     return c
 
 
@@ -202,3 +216,18 @@ def test_the_speakers_own_link_connects_over_tls_with_the_family_ca(family_broke
     finally:
         link.stop()
     assert mum.inbox.get(timeout=TIMEOUT)[1] == b"offline"  # type: ignore[attr-defined]
+
+
+def test_one_account_cannot_log_in_under_another_accounts_client_id(family_broker: Running) -> None:
+    kid = subscribed(client(family_broker, "kid-a"), "hml/v1/kid-a/cmd/#")
+    gone: queue.Queue[object] = queue.Queue()
+    kid.on_disconnect = lambda cl, ud, flags, reason, props: gone.put(reason)
+    intruder = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="kid-a", protocol=mqtt.MQTTv5)
+    intruder.username_pw_set("dad", family_broker.passwords["dad"])
+    intruder.tls_set(ca_certs=family_broker.ca)
+    intruder.connect("127.0.0.1", family_broker.mqtt_port, keepalive=10)
+    intruder.loop_start()
+    _open.append(intruder)
+    publish(client(family_broker, "mum"), "hml/v1/kid-a/cmd/ping", '{"id": "6"}')
+    assert received(kid) == ["hml/v1/kid-a/cmd/ping"], "the speaker kept its connection and its session"
+    assert gone.empty()
