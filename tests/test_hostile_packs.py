@@ -147,7 +147,8 @@ def store(voices: Path, key: Path) -> VoiceStore:
     def no_stock(voice: str | None, lang: str) -> Any:
         raise AssertionError("the stock voices are not asked for here")
 
-    return VoiceStore(voices, [key.with_suffix(".pub").read_text()], BASE_SHA, stock=no_stock)
+    trusted = [key.with_suffix(".pub").read_text()]
+    return VoiceStore(voices, trusted, BASE_SHA, stock=no_stock, device_id=packs.CONSENT.device_id)
 
 
 def test_leftovers_are_swept_at_start_and_after_a_failed_install(
@@ -169,6 +170,10 @@ def test_leftovers_are_swept_at_start_and_after_a_failed_install(
     good = tar_of(make_pack(tmp_path, key, base_dir, "good"), tmp_path / "good.tar")
     assert speaker.install(base64.b64encode(good.read_bytes()).decode()).voice_id == "mum"
     assert sorted(p.name for p in voices.iterdir()) == ["mum"], "no upload file is left beside the voices"
+
+
+SPEAKER = packs.CONSENT.device_id
+"""The speaker the test packs' consent names: a pack for another speaker is refused."""
 
 
 class HeldInstall:
@@ -193,18 +198,18 @@ def test_a_pack_installing_does_not_hold_up_other_commands(
 ) -> None:
     trusted_keys = [public_key_base64(load_signing_key(key))]
     style = np.asarray(engine.voices.get("jf_alpha").styles[60], np.float32)
-    with running_daemon(tmp_path, engine, "kid-009", "ma", trusted_keys=trusted_keys) as rig:
+    with running_daemon(tmp_path, engine, SPEAKER, "ma", trusted_keys=trusted_keys) as rig:
         held = HeldInstall(rig.daemon.controller.voices)
         rig.daemon.controller.voices = held
         pack = make_pack(tmp_path, key, model_dir, "pack", style=style)
         data = tar_of(pack, tmp_path / "pack.tar").read_bytes()
         ma: Remote = rig.parent
         try:
-            ma.publish("kid-009", "voice.install", f'{{"id": "pack-1", "pack": "{base64.b64encode(data).decode()}"}}')
+            ma.publish(SPEAKER, "voice.install", f'{{"id": "pack-1", "pack": "{base64.b64encode(data).decode()}"}}')
             assert held.entered.wait(60), "the install never started"
-            assert ma.send("kid-009", "ping", timeout=20).result["pong"] is True  # answered mid-install
+            assert ma.send(SPEAKER, "ping", timeout=20).result["pong"] is True  # answered mid-install
         finally:
             held.release.set()
         reply = ma.wait_for("reply", "pack-1", timeout=60)
         assert reply.payload["ok"] and reply.payload["result"]["voice_id"] == "mum", reply.payload
-        assert ma.send("kid-009", "ping").result["voices"] == ["mum"]
+        assert ma.send(SPEAKER, "ping").result["voices"] == ["mum"]

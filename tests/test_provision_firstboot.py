@@ -117,6 +117,22 @@ def test_a_pack_that_does_not_verify_stops_first_boot_before_anything_is_written
     assert (root / BUNDLE / "identity.toml").exists() and not (root / STAMP).exists()
 
 
+def test_a_pack_made_for_another_speaker_stops_first_boot_naming_both_speakers(
+    tmp_path: Path, studio: tuple[Path, str]
+) -> None:
+    root = make_root(tmp_path / "root")
+    desk = tmp_path / "desk"
+    desk.mkdir()
+    voice_pack(desk, studio[0], root / "var/lib/hearmylove/models/kokoro-82m-v1.0-int8")  # consent: kid-001
+    broker = {"url": "mqtts://broker.example.org:8883", "ca": "family-ca.crt", "username": "kid-002", "password": "pw"}
+    data = identity_data(desk, device_id="kid-002", broker=broker, voice_pack="mama.tar", trusted_keys=[studio[1]])
+    put_bundle(root, write_identity(desk, data))
+    with pytest.raises(VoicePackError, match="made for speaker 'kid-001'.*not for this speaker 'kid-002'"):
+        apply(root)
+    assert not (root / "etc/hearmylove").exists() and not (root / "var/lib/hearmylove/voices").exists()
+    assert (root / BUNDLE / "identity.toml").exists() and not (root / STAMP).exists()
+
+
 def test_a_speaker_without_a_sound_card_plays_into_the_null_device(tmp_path: Path) -> None:
     root = make_root(tmp_path / "root")
     desk = tmp_path / "desk"

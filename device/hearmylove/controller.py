@@ -20,6 +20,7 @@ import numpy as np
 from . import protocol as p
 from .errors import HearMyLoveError
 from .library import Library, Story
+from .voicecommands import ACTIVE, VoiceCommands, VoicesPort
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +93,6 @@ class RendererPort(Protocol):
         ...
 
 
-class VoicesPort(Protocol):
-    def install(self, encoded: str) -> Any:
-        """Verify and install a base64 voice pack; returns its manifest (voice_id, display_name)."""
-        ...
-
-    def played(self, voice_id: str) -> None: ...
-    def ids(self) -> list[str]: ...
-
-
 class Publisher(Protocol):
     def event(self, event: p.Event) -> None: ...
     def state(self, state: p.DeviceState) -> None: ...
@@ -149,6 +141,11 @@ class Pressed:
     button: Button
 
 
+@dataclass(frozen=True)
+class VoicesChanged:
+    """A pack was installed or rolled back, or the active voice chosen: publish the state."""
+
+
 @dataclass
 class Limits:
     max_story_chars: int = 50_000
@@ -185,7 +182,7 @@ class Controller:
         clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
         voices: VoicesPort | None = None,
     ) -> None:
-        self.voices = voices
+        self.voice_commands = VoiceCommands(library, renderer, voices, changed=lambda: post(VoicesChanged()))
         self.library = library
         self.renderer = renderer
         self.player = player
@@ -203,6 +200,14 @@ class Controller:
         stored = library.settings()
         self.volume = float(stored.get("volume", 0.5))
         self.player.set_volume(min(self.volume, self.max_volume))
+
+    @property
+    def voices(self) -> VoicesPort | None:
+        return self.voice_commands.voices
+
+    @voices.setter
+    def voices(self, voices: VoicesPort | None) -> None:
+        self.voice_commands.voices = voices
 
     # -- settings ------------------------------------------------------------------
 
@@ -251,6 +256,8 @@ class Controller:
                 self._ended(playing, completed)
             case Rendered(story_id, duration):
                 self._rendered(story_id, duration)
+            case VoicesChanged():
+                self._publish_state()
             case RenderFailed(story_id, message):
                 self.publisher.event(p.ErrorEvent(code="invalid", message=f"story {story_id!r}: {message}"))
             case AudioStarted() | Progress() | SourceFailed() | PlaybackEnded():
@@ -288,7 +295,7 @@ class Controller:
             p.PlaybackNext: self._playback_next,
             p.VolumeSet: lambda c: {"volume": self._set_volume(c.volume)},
             p.SettingsPut: self._settings_put,
-            p.VoiceInstall: self._voice_install,
+            **self.voice_commands.handlers(),
             p.Ping: lambda _: {
                 "pong": True,
                 "state": self.state.value,
@@ -299,17 +306,6 @@ class Controller:
         if handler is None:
             raise p.ProtocolError("unknown_command", f"unhandled command {command.NAME!r}")
         return handler(command)
-
-    def _voice_install(self, command: p.VoiceInstall) -> dict[str, Any]:
-        if self.voices is None:
-            raise p.ProtocolError("invalid", "this speaker takes no voice packs (no voice store configured)")
-        manifest = self.voices.install(command.pack)
-        if command.activate:
-            self.library.put_settings({"voice": manifest.voice_id})
-            for story in self.library.stories():
-                if story.voice is None:
-                    self.renderer.prerender(story)  # the family's voice: render again ahead of time
-        return {"voice_id": manifest.voice_id, "display_name": manifest.display_name, "active": command.activate}
 
     def _story_delete(self, command: p.StoryDelete) -> dict[str, Any]:
         if self.current and self.current.story.id == command.story_id:
@@ -346,6 +342,7 @@ class Controller:
 
     def _story_put(self, command: p.StoryPut) -> dict[str, Any]:
         self._check_text(command.text, command.lang)
+        self.voice_commands.check(command.voice)
         new = self.library.put_story(command.story_id, command.title, command.text, command.lang, command.voice)
         story = self.library.get(command.story_id)
         assert story is not None
@@ -378,8 +375,9 @@ class Controller:
         else:
             assert command.text is not None
             self._check_text(command.text, command.lang)
+            self.voice_commands.check(command.voice)
             story_id = f"told-{command.id}"
-            self.library.put_story(story_id, command.title, command.text, command.lang, None)
+            self.library.put_story(story_id, command.title, command.text, command.lang, command.voice)
             story = self.library.get(story_id)
             assert story is not None
         self._start(story, from_start=command.from_start, reason="replaced")
@@ -524,7 +522,7 @@ class Controller:
             return
         if completed:
             self.library.finished(playing.story.id)
-            voice = playing.story.voice or self.library.settings().get("voice")
+            voice = playing.story.voice or self.library.settings().get(ACTIVE)
             if self.voices is not None and voice:
                 self.voices.played(voice)  # the new pack has played: the one it replaced can go
             duration = self.renderer.duration(playing.story)
@@ -591,6 +589,7 @@ class Controller:
             volume=self.volume,
             max_volume=self.max_volume,
             voice=playing.story.voice if playing else None,
+            active_voice=self.voice_commands.active,
             quiet_hours=self.quiet_hours,
             versions=self.versions,
             updated_at=datetime.now(UTC),

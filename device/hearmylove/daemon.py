@@ -34,6 +34,10 @@ from .voicestore import VoiceStore
 log = logging.getLogger(__name__)
 
 
+_PACK_WORKER = (p.VoiceInstall.NAME, p.VoiceRollback.NAME)
+"""Commands that move pack folders: run one at a time on the pack worker, never on the loop."""
+
+
 def sd_notify(message: str) -> None:
     """Tell systemd how we are (Type=notify, WatchdogSec); a no-op outside systemd."""
     address = os.environ.get("NOTIFY_SOCKET")
@@ -64,6 +68,7 @@ class Daemon:
             config.trusted_keys,
             str(basemodel.read_manifest(config.engine.model_dir)["base_model_sha256"]),
             stock=self.engine.voice,
+            device_id=config.device_id,
         )
         self.renderer = Renderer(
             self.engine,
@@ -160,7 +165,7 @@ class Daemon:
                     item = self.inputs.get(timeout=0.25)
                 except queue.Empty:
                     item = None
-                if isinstance(item, Incoming) and item.name == p.VoiceInstall.NAME:
+                if isinstance(item, Incoming) and item.name in _PACK_WORKER:
                     self._packs.submit(self._answer, item)
                 elif isinstance(item, Incoming):
                     self._answer(item)
@@ -176,8 +181,9 @@ class Daemon:
             self.close()
 
     def _answer(self, incoming: Incoming) -> None:
-        """On the loop, or for voice.install on the pack worker: the controller's install path
-        touches only the library, the voice store and the renderer's queue, all thread-safe."""
+        """On the loop, or for voice.install and voice.rollback on the pack worker: their path
+        (voicecommands.py) touches only the library, the voice store and the renderer's queue,
+        all thread-safe."""
         try:
             self.command(incoming)
         except Exception:  # noqa: BLE001 - the daemon never dies on input

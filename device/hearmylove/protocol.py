@@ -27,6 +27,9 @@ MAX_JSON_TOKENS = 100_000
 """Most JSON values (counted as `,` `[` `{`) a payload may hold: bounds the objects that
 parsing creates, whatever the byte size (16 MiB of `[{},{},...]` would be 400 MB of dicts)."""
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+VOICE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""A voice pack's id (its folder name on the speaker) or a stock voice's name."""
+VoiceId = Annotated[str, Field(pattern=VOICE_ID_PATTERN)]
 Lang = Literal["en", "zh", "auto"]
 ErrorCode = Literal[
     "bad_json",
@@ -84,8 +87,9 @@ class StoryPut(Command):
     text: str = Field(min_length=1)
     """The story; its length limit is the device's `limits.max_story_chars`."""
     lang: Lang = "auto"
-    voice: str | None = None
-    """A voice id the device has; None uses the family's voice (or the stock default)."""
+    voice: VoiceId | None = None
+    """A voice the speaker has (an installed pack or a stock voice); None tells it in the
+    speaker's active voice, whichever that is when it is told."""
 
 
 class StoryDelete(Command):
@@ -109,11 +113,16 @@ class StoryTell(Command):
     """When to tell it (ISO 8601 with a time zone); absent means now."""
     from_start: bool = False
     """Start over instead of resuming where the child stopped."""
+    voice: VoiceId | None = None
+    """For an inline story: the voice to tell it in (as in `story.put`). A stored story
+    keeps the voice it was put with."""
 
     @model_validator(mode="after")
     def _one_source(self) -> StoryTell:
         if (self.story_id is None) == (self.text is None):
             raise ValueError("give exactly one of story_id (a stored story) or text (an inline story)")
+        if self.voice is not None and self.story_id is not None:
+            raise ValueError("voice goes with text; a stored story keeps the voice it was put with (story.put)")
         if self.at is not None and self.at.tzinfo is None:
             raise ValueError("at must carry a time zone, e.g. 2026-11-21T19:30:00+08:00")
         return self
@@ -178,6 +187,29 @@ class VoiceInstall(Command):
     """Tell every story without its own voice in this one from now on."""
 
 
+class VoiceList(Command):
+    """The installed voice packs, with their consent, and the active one."""
+
+    NAME: ClassVar[str] = "voice.list"
+
+
+class VoiceSelect(Command):
+    """Choose the voice for every story without its own."""
+
+    NAME: ClassVar[str] = "voice.select"
+    voice: VoiceId | None
+    """An installed pack or a stock voice; null: the speaker's own default voice."""
+
+
+class VoiceRollback(Command):
+    """Go back to the pack a new version of this voice replaced (kept until the new one has
+    played a story to the end)."""
+
+    NAME: ClassVar[str] = "voice.rollback"
+    voice_id: VoiceId | None = None
+    """Which voice; absent: the active one."""
+
+
 class Ping(Command):
     NAME: ClassVar[str] = "ping"
 
@@ -196,6 +228,9 @@ COMMANDS: dict[str, type[Command]] = {
         VolumeSet,
         SettingsPut,
         VoiceInstall,
+        VoiceList,
+        VoiceSelect,
+        VoiceRollback,
         Ping,
     )
 }
@@ -380,6 +415,24 @@ class StoryInfo(BaseModel):
     times_finished: int
 
 
+class VoiceInfo(BaseModel):
+    """An installed voice pack as the parent sees it: whose voice, given when, for which speaker."""
+
+    voice_id: str
+    display_name: str
+    languages: list[str]
+    recorded_by: str
+    recorded_at: datetime
+    device_id: str
+    """The speaker the consent names (always this one: a pack for another is refused)."""
+    statement: str
+    """The consent text, word for word."""
+    active: bool
+    """Stories without their own voice are told in it."""
+    previous: bool
+    """An older version of this pack is kept: `voice.rollback` brings it back."""
+
+
 class DeviceState(BaseModel):
     """Retained on `state`: what a parent's app shows when it opens."""
 
@@ -390,6 +443,9 @@ class DeviceState(BaseModel):
     volume: float
     max_volume: float
     voice: str | None = None
+    """The voice of the story playing, if it has its own."""
+    active_voice: str | None = None
+    """The voice for stories without their own (None: the speaker's stock voice)."""
     quiet_hours: QuietHours | None = None
     versions: dict[str, str]
     updated_at: datetime = Field(default_factory=_now)
@@ -405,5 +461,6 @@ def json_schema() -> dict[str, Any]:
             for e in (StoryReady, StoryStarted, StoryProgress, StoryFinished, StoryStopped, ButtonHeart, ErrorEvent)
         },
         "reply": Reply.model_json_schema(),
+        "voice": VoiceInfo.model_json_schema(),
         "state": DeviceState.model_json_schema(),
     }

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 
@@ -20,6 +22,17 @@ from .errors import BrokerError
 from .protocol import TOPIC_ROOT, Reply
 
 SESSION_TAKEN_OVER = 0x8E
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a command is: being sent to the broker, or sent and waiting for the speaker's answer."""
+
+    stage: Literal["sending", "waiting"]
+    size: int
+    """The command's bytes."""
+    elapsed: float
+    """Seconds since sending began."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class Remote:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self._client = client
         self._host, self._port = host, port
 
@@ -87,6 +101,11 @@ class Remote:
             self._refused = f"the broker refused the login: {reason}"
             return
         client.subscribe(f"{TOPIC_ROOT}/+/#", qos=1)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reasons: Any, props: object) -> None:
+        """Connected once the broker has the subscription: a reply faster than the SUBACK would
+        otherwise be lost (a quick command sent right after logging in timed out). Whatever the
+        SUBACK says, the broker's ACL decides what is delivered."""
         self._connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: Any, props: object) -> None:
@@ -122,27 +141,40 @@ class Remote:
     def publish(self, device_id: str, name: str, payload: bytes | str, qos: int = 1) -> None:
         self._client.publish(f"{TOPIC_ROOT}/{device_id}/cmd/{name}", payload, qos=qos).wait_for_publish(10)
 
-    def send(self, device_id: str, name: str, timeout: float = 30.0, **fields: Any) -> Reply:
-        """Send a command and wait for the device's reply."""
+    def send(
+        self,
+        device_id: str,
+        name: str,
+        timeout: float = 30.0,
+        progress: Callable[[Progress], None] | None = None,
+        **fields: Any,
+    ) -> Reply:
+        """Send a command and wait for the device's reply. `progress` hears how it goes (a voice
+        pack is megabytes and takes the speaker a while to check), at least every second."""
         command_id = fields.pop("id", None) or uuid.uuid4().hex[:12]
         waiting: queue.Queue[Reply] = queue.Queue()
         with self._lock:
             self._replies[command_id] = waiting
+        tell = progress or (lambda _: None)
         try:
-            stamped = {"id": command_id, "sent_at": datetime.now(UTC).isoformat(), **fields}
-            self.publish(device_id, name, json.dumps(stamped, default=str))
-            try:
-                return waiting.get(timeout=timeout)
-            except queue.Empty:
-                raise BrokerError(f"no reply from {device_id} to {name} within {timeout:.0f} s") from None
+            stamped = json.dumps({"id": command_id, "sent_at": datetime.now(UTC).isoformat(), **fields}, default=str)
+            started = time.monotonic()
+            tell(Progress("sending", len(stamped), 0.0))
+            self.publish(device_id, name, stamped)
+            deadline = started + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                tell(Progress("waiting", len(stamped), time.monotonic() - started))
+                try:
+                    return waiting.get(timeout=min(left, 1.0))
+                except queue.Empty:
+                    continue
+            raise BrokerError(f"no reply from {device_id} to {name} within {timeout:.0f} s")
         finally:
             with self._lock:
                 self._replies.pop(command_id, None)
 
     def wait_for(self, kind: str, name: str = "", timeout: float = 60.0, device_id: str | None = None) -> Message:
         """The next message of this kind (and name); others are passed over."""
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()

@@ -38,6 +38,7 @@ from .basemodel import BASE_MODEL_NAME, _sha256
 from .durable import fsync
 from .engine.voices import STYLE_DIM, Voice
 from .errors import VoiceError, VoicePackError
+from .protocol import VOICE_ID_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 STYLE = "style.npy"
-VOICE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 MAX_PACK_BYTES = 256 << 20
 MAX_MEMBERS = 64
 """A pack holds a manifest, a signature and a few payload files; a tar with more is refused
@@ -175,12 +175,27 @@ def _check_style(path: Path) -> np.ndarray:
     return style
 
 
-def _verify_folder(folder: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str) -> PackManifest:
+def check_consent(manifest: PackManifest, device_id: str) -> None:
+    """A voice is used only on the speaker its owner agreed to: the signed consent names it."""
+    consent = manifest.consent
+    if consent.device_id != device_id:
+        raise VoicePackError(
+            f"voice pack {manifest.voice_id!r} was made for speaker {consent.device_id!r} (consent given by "
+            f"{consent.recorded_by} on {consent.recorded_at:%Y-%m-%d}), not for this speaker {device_id!r}; "
+            f"make the pack again in the studio with --device-id {device_id}"
+        )
+
+
+def _verify_folder(
+    folder: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str, device_id: str | None = None
+) -> PackManifest:
     if not (folder / MANIFEST).is_file():
         raise VoicePackError(f"not a voice pack: no {MANIFEST} in it")
     sig_path = folder / SIGNATURE
     signature = sig_path.read_bytes() if sig_path.is_file() else None
     manifest = _signed_manifest((folder / MANIFEST).read_bytes(), signature, trusted_keys)
+    if device_id is not None:
+        check_consent(manifest, device_id)
     _check_files(folder, manifest)
     _check_base(manifest, base_model_sha256)
     _check_style(folder / STYLE)
@@ -305,20 +320,26 @@ def unpack(pack: Path | bytes, dest: Path, trusted_keys: list[Ed25519PublicKey])
         raise VoicePackError(f"not a voice pack: {name} is not a readable tar ({reason}); download it again") from exc
 
 
-def verify_pack(path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str) -> PackManifest:
-    """Check signature, every hash, base model and style; raise VoicePackError naming the problem."""
-    return open_pack(path, trusted_keys, base_model_sha256)[0]
+def verify_pack(
+    path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str, device_id: str | None = None
+) -> PackManifest:
+    """Check signature, consent (when `device_id`: the speaker it is for), every hash, base model
+    and style; raise VoicePackError naming the problem."""
+    return open_pack(path, trusted_keys, base_model_sha256, device_id)[0]
 
 
-def open_pack(path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str) -> tuple[PackManifest, Voice]:
-    """Verify a pack without installing it and return its voice (to listen to it in the studio)."""
+def open_pack(
+    path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str, device_id: str | None = None
+) -> tuple[PackManifest, Voice]:
+    """Verify a pack without installing it and return its voice (to listen to it in the studio,
+    which passes no `device_id`; a speaker always passes its own)."""
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="voicepack-") as tmp:
         folder = path
         if not path.is_dir():
             unpack(path, Path(tmp), trusted_keys)
             folder = Path(tmp)
-        manifest = _verify_folder(folder, trusted_keys, base_model_sha256)
+        manifest = _verify_folder(folder, trusted_keys, base_model_sha256, device_id)
         return manifest, Voice(manifest.voice_id, _check_style(folder / STYLE))
 
 
@@ -343,16 +364,21 @@ def _swap_in(incoming: Path, voices_dir: Path, voice_id: str) -> Path:
 
 
 def stage_pack(
-    pack: Path | bytes, voices_dir: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str
+    pack: Path | bytes,
+    voices_dir: Path,
+    trusted_keys: list[Ed25519PublicKey],
+    base_model_sha256: str,
+    device_id: str | None = None,
 ) -> tuple[Path, PackManifest]:
     """Unpack and verify into a hidden folder beside the voices, flushed to disk: all the slow
-    work of an install, none of it visible. The caller swaps it in (`swap_in`) or removes it."""
+    work of an install, none of it visible. The caller swaps it in (`swap_in`) or removes it.
+    A speaker passes its `device_id`: a pack whose consent names another speaker is refused."""
     voices_dir = Path(voices_dir)
     voices_dir.mkdir(parents=True, exist_ok=True)
     incoming = Path(tempfile.mkdtemp(prefix=_INCOMING, dir=voices_dir))
     try:
         unpack(pack, incoming, trusted_keys)
-        manifest = _verify_folder(incoming, trusted_keys, base_model_sha256)
+        manifest = _verify_folder(incoming, trusted_keys, base_model_sha256, device_id)
         for entry in incoming.iterdir():
             fsync(entry)
         fsync(incoming)
@@ -374,10 +400,14 @@ def swap_in(incoming: Path, manifest: PackManifest) -> Path:
 
 
 def install_pack(
-    pack: Path | bytes, voices_dir: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str
+    pack: Path | bytes,
+    voices_dir: Path,
+    trusted_keys: list[Ed25519PublicKey],
+    base_model_sha256: str,
+    device_id: str | None = None,
 ) -> Path:
     """Verify and install atomically; on any failure the voices folder is left as it was."""
-    return swap_in(*stage_pack(pack, voices_dir, trusted_keys, base_model_sha256))
+    return swap_in(*stage_pack(pack, voices_dir, trusted_keys, base_model_sha256, device_id))
 
 
 def commit(voices_dir: Path, voice_id: str) -> None:
@@ -388,7 +418,7 @@ def commit(voices_dir: Path, voice_id: str) -> None:
 def rollback(voices_dir: Path, voice_id: str) -> bool:
     """The new pack failed to play: put the previous one back. False when there is none."""
     previous = Path(voices_dir) / f"{voice_id}{_PREVIOUS}"
-    if not previous.is_dir():
+    if not re.fullmatch(VOICE_ID_PATTERN, voice_id) or not previous.is_dir():
         return False
     shutil.rmtree(Path(voices_dir) / voice_id, ignore_errors=True)
     os.replace(previous, Path(voices_dir) / voice_id)
@@ -423,12 +453,23 @@ def installed(voices_dir: Path) -> list[str]:
     return sorted(p.name for p in folders if re.fullmatch(VOICE_ID_PATTERN, p.name) and (p / MANIFEST).is_file())
 
 
-def load_voice(voices_dir: Path, voice_id: str) -> Voice:
-    """The installed pack's style as an engine `Voice`; its hash is checked again against the manifest."""
+def has_previous(voices_dir: Path, voice_id: str) -> bool:
+    """A replaced version of this pack is kept (it has not played to the end yet): `rollback` works."""
+    return (Path(voices_dir) / f"{voice_id}{_PREVIOUS}" / MANIFEST).is_file()
+
+
+def manifest_of(voices_dir: Path, voice_id: str) -> PackManifest:
+    """An installed pack's manifest (signed and checked when it was installed)."""
     folder = Path(voices_dir) / voice_id
     if not re.fullmatch(VOICE_ID_PATTERN, voice_id) or not (folder / MANIFEST).is_file():
         raise VoiceError(f"no voice pack {voice_id!r} installed in {voices_dir}; installed: {installed(voices_dir)}")
-    manifest = PackManifest.model_validate_json((folder / MANIFEST).read_bytes())
+    return PackManifest.model_validate_json((folder / MANIFEST).read_bytes())
+
+
+def load_voice(voices_dir: Path, voice_id: str) -> Voice:
+    """The installed pack's style as an engine `Voice`; its hash is checked again against the manifest."""
+    folder = Path(voices_dir) / voice_id
+    manifest = manifest_of(voices_dir, voice_id)
     if _sha256(folder / STYLE) != manifest.files[STYLE]:
         raise VoicePackError(f"installed {voice_id}/{STYLE} no longer matches its manifest; install the pack again")
     return Voice(voice_id, _check_style(folder / STYLE))

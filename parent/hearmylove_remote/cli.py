@@ -18,6 +18,7 @@ from hearmylove.errors import HearMyLoveError
 from hearmylove.protocol import Reply
 from hearmylove.remote import Remote
 
+from . import pairing, voices
 from .families import Broker
 
 
@@ -54,7 +55,8 @@ def _put(args: argparse.Namespace) -> dict[str, Any]:
     text = _story_text(args)
     if not text:
         raise HearMyLoveError("put needs --text or --file")
-    return {"story_id": args.story_id or _slug(args.title), "title": args.title, "text": text, "lang": args.lang}
+    fields = {"story_id": args.story_id or _slug(args.title), "title": args.title, "text": text, "lang": args.lang}
+    return fields | ({"voice": args.voice} if args.voice else {})
 
 
 def _tell(args: argparse.Namespace) -> dict[str, Any]:
@@ -62,7 +64,11 @@ def _tell(args: argparse.Namespace) -> dict[str, Any]:
     text = _story_text(args)
     if text:
         fields |= {"text": text, "title": args.title, "lang": args.lang}
+        if args.voice:
+            fields["voice"] = args.voice
     elif args.story_id:
+        if args.voice:
+            raise HearMyLoveError("--voice goes with --text or --file; a stored story keeps the voice it was put with")
         fields["story_id"] = args.story_id
     else:
         raise HearMyLoveError("tell needs --story-id, --text or --file")
@@ -136,13 +142,25 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 return 0
 
 
+def _show_pairings(broker: Broker, passwords: dict[str, str], qr: bool) -> None:
+    """For each parent: the link that pairs their phone, its QR code here and as a PNG."""
+    registry = broker.load()
+    for name in sorted(set(passwords) & registry.parents()):
+        link = broker.pairing_link(registry, name, passwords[name])
+        png = pairing.write_png(link, broker.pairing_png(name))
+        print(f"\n{name}: open this on the phone (or scan the code) to log in to the app:\n  {link}")
+        if qr:
+            pairing.print_qr(link, sys.stdout)
+        print(f"  QR code: {png} (it holds the password: give it to {name} only, then delete it)")
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     broker = Broker(Path(args.dir))
     if args.broker_action == "init":
-        registry = broker.init(args.host, args.mqtt_port, args.wss_port, args.bind)
+        registry = broker.init(args.host, args.mqtt_port, args.wss_port, args.bind, app_url=args.app_url)
         print(
             f"broker set up in {args.dir} for {registry.host}: MQTT/TLS :{registry.mqtt_port}, "
-            f"WebSockets/TLS :{registry.wss_port}"
+            f"WebSockets/TLS :{registry.wss_port}; parents' pairing links open {registry.web_app}"
         )
         print(f"speakers and phones trust {Path(args.dir) / 'tls' / 'ca.crt'}")
         return 0
@@ -151,12 +169,16 @@ def cmd_broker(args: argparse.Namespace) -> int:
         return 0
     if args.broker_action == "add-family":
         passwords = broker.add_family(args.family, args.parent, args.device)
+    elif args.broker_action == "new-password":
+        passwords = {args.name: broker.new_password(args.name)}
     else:
         kind = "parent" if args.broker_action == "add-parent" else "device"
         passwords = {args.name: broker.add_member(args.family, args.name, kind)}
-    print("new accounts (shown once; give each to its person or speaker):")
+    fresh = "new passwords" if args.broker_action == "new-password" else "new accounts"
+    print(f"{fresh} (shown once; give each to its person or speaker):")
     for name, password in passwords.items():
         print(f"  {name}\t{password}")
+    _show_pairings(broker, passwords, qr=not args.no_qr)
     if broker.reload():
         print("mosquitto reloaded")
     else:
@@ -204,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--file", help="the story from a UTF-8 file")
             p.add_argument("--lang", default="auto", choices=("en", "zh", "auto"))
             p.add_argument("--story-id")
+            p.add_argument("--voice", help="tell it in this voice (see: voice list); default: the active voice")
         if action == "tell":
             p.add_argument("--at", help="ISO 8601 time with zone, e.g. 2026-11-21T19:30:00+08:00")
             p.add_argument("--from-start", action="store_true")
@@ -218,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-quiet", action="store_true", help="no quiet hours")
             p.add_argument("--sleep-timer", type=int, help="minutes (0: off)")
             p.add_argument("--led", type=float, help="light brightness 0..1")
+    voices.add_parser(sub, _connection_options, lambda args: voices.run(args, _connect))
     watch = sub.add_parser("watch", help="print what your speakers say")
     _connection_options(watch)
     watch.add_argument("--until", help="stop after this event, e.g. story.finished")
@@ -230,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--mqtt-port", type=int, default=8883)
     init.add_argument("--wss-port", type=int, default=8884)
     init.add_argument("--bind", default="", help="listen address (default: all)")
+    init.add_argument("--app-url", help="where parents open the web app (default: https://HOST/)")
     family = bsub.add_parser("add-family", help="a family with its parents and speakers")
     family.add_argument("family")
     family.add_argument("--parent", action="append", default=[], required=True)
@@ -238,9 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
         member = bsub.add_parser(kind, help=f"add a {kind[4:]} to a family")
         member.add_argument("family")
         member.add_argument("name")
+    renew = bsub.add_parser("new-password", help="a new password (revokes the old one and its pairing link)")
+    renew.add_argument("name", help="the parent's or speaker's account")
     bsub.add_parser("show", help="the families")
     for p in bsub.choices.values():
         p.add_argument("--dir", default="/etc/mosquitto/hearmylove", help="the broker's folder")
+        if p.prog.split()[-1] in ("add-family", "add-parent", "new-password"):
+            p.add_argument("--no-qr", action="store_true", help="no QR code in the terminal (the PNG is written)")
     broker.set_defaults(func=cmd_broker)
     return parser
 

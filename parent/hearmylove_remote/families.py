@@ -21,6 +21,8 @@ from hearmylove.broker import Account, Listener, acl_text, mosquitto_conf, set_p
 from hearmylove.errors import BrokerError, ConfigError
 from hearmylove.tls import make_tls
 
+from . import pairing
+
 Name = str
 _NAME = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
 
@@ -39,7 +41,25 @@ class Registry(BaseModel):
     """Address to listen on ("" for all)."""
     persistence: Path | None = None
     """Where Mosquitto keeps sessions and queued commands (None: `data/` in the broker's folder)."""
+    app_url: str | None = None
+    """Where parents open the web app (https, so phones can install it); None: https://<host>/."""
     families: dict[Name, Family] = Field(default_factory=dict)
+
+    @property
+    def web_app(self) -> str:
+        return self.app_url or f"https://{_url_host(self.host)}/"
+
+    @property
+    def websocket_url(self) -> str:
+        """The TLS WebSockets listener the phone app logs in to."""
+        return f"wss://{_url_host(self.host)}:{self.wss_port}"
+
+    def parents(self) -> set[str]:
+        return {p for family in self.families.values() for p in family.parents}
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class Broker:
@@ -50,16 +70,25 @@ class Broker:
         self.registry_file = self.folder / "families.json"
 
     def init(
-        self, host: str, mqtt_port: int = 8883, wss_port: int = 8884, bind: str = "", persistence: Path | None = None
+        self,
+        host: str,
+        mqtt_port: int = 8883,
+        wss_port: int = 8884,
+        bind: str = "",
+        persistence: Path | None = None,
+        app_url: str | None = None,
     ) -> Registry:
         if self.registry_file.exists():
             raise ConfigError(f"{self.registry_file} exists already; this broker is set up")
+        if app_url is not None and not app_url.startswith(("https://", "http://")):
+            raise ConfigError(f"--app-url {app_url!r} must be a web address, e.g. https://{host}/")
         registry = Registry(
             host=host,
             mqtt_port=mqtt_port,
             wss_port=wss_port,
             bind=bind,
             persistence=persistence,
+            app_url=app_url,
         )
         self.save(registry)
         return registry
@@ -149,6 +178,25 @@ class Broker:
         password = self._add_account(name)
         self.save(registry)
         return password
+
+    def new_password(self, name: str) -> str:
+        """Give an account a new password: the old one (and every pairing link holding it) is
+        refused from the broker's next reload on."""
+        registry = self.load()
+        members = {n for f in registry.families.values() for n in (*f.parents, *f.devices)}
+        if name not in members:
+            raise ConfigError(f"no account {name!r}; accounts: {', '.join(sorted(members)) or 'none yet'}")
+        return self._add_account(name)
+
+    def pairing_link(self, registry: Registry, parent: str, password: str) -> str:
+        """The link that pairs this parent's phone with the web app (see pairing.py)."""
+        return pairing.link(
+            registry.web_app, pairing.Pairing(url=registry.websocket_url, username=parent, password=password)
+        )
+
+    def pairing_png(self, parent: str) -> Path:
+        """Where the parent's QR code goes: in the broker's folder, readable by root only."""
+        return self.folder / "pairing" / f"{parent}.png"
 
     @property
     def pid_file(self) -> Path:

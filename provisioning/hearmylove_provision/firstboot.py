@@ -108,12 +108,13 @@ def _model_dir(identity: Identity, root: Path) -> Path:
 
 
 def _check_pack(identity: Identity, root: Path) -> str | None:
-    """Verify the pack before anything is written; the base model's sha256 it must match."""
+    """Verify the pack (for this speaker: its consent must name the identity's device id) before
+    anything is written; the base model's sha256 it must match."""
     if identity.voice_pack is None:
         return None
     base_sha = str(read_manifest(_model_dir(identity, root))["base_model_sha256"])
     keys = [load_public_key(k) for k in identity.trusted_keys]
-    manifest = verify_pack(identity.voice_pack, keys, base_sha)
+    manifest = verify_pack(identity.voice_pack, keys, base_sha, identity.device_id)
     log.info("voice pack %s (%s) verified", manifest.voice_id, manifest.display_name)
     return base_sha
 
@@ -164,7 +165,7 @@ def _install_pack(identity: Identity, root: Path, owner: Owner, base_sha: str) -
     assert identity.voice_pack is not None
     voices = root / STATE.relative_to("/") / "voices"
     keys = [load_public_key(k) for k in identity.trusted_keys]
-    target = install_pack(identity.voice_pack, voices, keys, base_sha)
+    target = install_pack(identity.voice_pack, voices, keys, base_sha, identity.device_id)
     for path in (voices, target, *target.rglob("*")):
         _chown(path, owner.uid, owner.gid)
     log.info("voice pack installed in %s", target.relative_to(root))
