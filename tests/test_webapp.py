@@ -7,14 +7,16 @@ page -> broker -> daemon -> events back on the page. The browser only ever talks
 
 Needs: `apt-get install -y chromium mosquitto`, `pip install playwright` (never
 `playwright install`: the system Chromium is used), `npm ci --prefix parent/web`.
-Set HML_UPDATE_SCREENSHOTS=1 to refresh docs/screenshots/parent-app.png.
+Set HML_UPDATE_SCREENSHOTS=1 to refresh docs/screenshots/parent-app.png and parent-voice.png.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from functools import partial
@@ -30,6 +32,10 @@ from hearmylove.broker import Account, LocalBroker, free_port
 from hearmylove.config import DaemonConfig
 from hearmylove.daemon import Daemon
 from hearmylove.engine.engine import Engine
+from hearmylove_remote import pairing
+from voicelab.pack import generate_key, load_signing_key, public_key_base64
+
+from .test_voice_install import make_pack
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 WEB = ROOT / "parent" / "web"
 SCREENSHOT = ROOT / "docs" / "screenshots" / "parent-app.png"
+VOICE_SCREENSHOT = ROOT / "docs" / "screenshots" / "parent-voice.png"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -111,7 +118,15 @@ def broker(tmp_path: Path) -> Iterator[LocalBroker]:
 
 
 @pytest.fixture
-def speaker(tmp_path: Path, engine: Engine, broker: LocalBroker) -> Iterator[Daemon]:
+def studio_key(tmp_path: Path) -> Path:
+    """The studio's signing key; the speaker trusts its public half."""
+    key = tmp_path / "studio.key"
+    generate_key(key)
+    return key
+
+
+@pytest.fixture
+def speaker(tmp_path: Path, engine: Engine, broker: LocalBroker, studio_key: Path) -> Iterator[Daemon]:
     """The real daemon in a thread, its speaker a WAV file, its buttons mock pins."""
     factory = MockFactory(pin_class=MockPWMPin)
     config = DaemonConfig(
@@ -119,6 +134,7 @@ def speaker(tmp_path: Path, engine: Engine, broker: LocalBroker) -> Iterator[Dae
         state_dir=tmp_path / "state",
         mqtt={"host": "127.0.0.1", "port": broker.port, "tls": False, "username": DEVICE, "password": "d-secret"},
         story={"max_story_chars": MAX_STORY_CHARS, "progress_interval": 1.0},
+        trusted_keys=[public_key_base64(load_signing_key(studio_key))],
     )
     daemon = Daemon(config, engine=engine, output=WavFileOutput(tmp_path / "out.wav"), pin_factory=factory)
     stop = threading.Event()
@@ -161,6 +177,18 @@ def page(browser: Browser, web_url: str) -> Iterator[Page]:
     assert not outside, f"the page reached beyond 127.0.0.1: {outside}"
     # Chromium logs a failed WebSocket handshake as a console error; the tests cause those on purpose.
     assert not [p for p in problems if "WebSocket connection to" not in p], problems
+
+
+def listening(port: int) -> None:
+    """LocalBroker waits for its plain MQTT port; its WebSockets listener may open a moment later."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on {port}"
+            time.sleep(0.05)
 
 
 def log_in(page: Page, url: str, username: str = PARENT, password: str = PASSWORD) -> None:
@@ -307,3 +335,72 @@ def test_the_device_refusing_a_command_shows_its_own_words(
     expect(page.locator("#settings-status")).to_have_text("Settings saved")
     expect(page.get_by_label("From")).to_have_value("")
     expect(page.locator("li.speaker .speaker-volume")).not_to_contain_text("quiet ")
+
+
+def test_a_pairing_link_logs_the_phone_in_and_leaves_no_password_in_the_address(
+    page: Page, broker: LocalBroker, web_url: str
+) -> None:
+    assert broker.websocket_port is not None
+    listening(broker.websocket_port)  # the link logs in the moment it opens
+    paired = pairing.Pairing(url=f"ws://127.0.0.1:{broker.websocket_port}", username=PARENT, password=PASSWORD)
+    page.goto(pairing.link(web_url, paired))
+    expect(page.locator("#conn-text")).to_have_text("Connected")
+    expect(page.locator("#app-view")).to_be_visible()
+    assert "#pair" not in page.url and page.evaluate("location.hash") == ""
+    page.reload()  # remembered: the app opens logged in, as an installed app would
+    expect(page.locator("#conn-text")).to_have_text("Connected")
+    page.get_by_role("button", name="Log out").click()
+    page.goto(web_url + "#pair=not-base64-json")
+    expect(page.locator("#login-status")).to_contain_text("This pairing link is damaged")
+    assert page.evaluate("location.hash") == ""
+
+
+def test_the_parent_installs_chooses_and_rolls_back_a_voice_from_the_app(
+    page: Page, broker: LocalBroker, speaker: Daemon, tmp_path: Path, studio_key: Path, model_dir: Path, engine: Engine
+) -> None:
+    first, second = tmp_path / "mama-1.tar", tmp_path / "mama-2.tar"
+    first.write_bytes(make_pack(tmp_path, studio_key, model_dir, engine, device=DEVICE, row=60))
+    second.write_bytes(make_pack(tmp_path, studio_key, model_dir, engine, device=DEVICE, row=90))
+    foreign = tmp_path / "theirs.tar"
+    foreign.write_bytes(make_pack(tmp_path, studio_key, model_dir, engine, device="kid-999"))
+    log_in(page, f"ws://127.0.0.1:{broker.websocket_port}")
+    expect(page.locator("li.speaker", has_text=DEVICE).locator(".badge")).to_have_text("online")
+    status, current = page.locator("#voice-status"), page.locator("#voice-current")
+    expect(current).to_contain_text("The speaker's own voice")
+
+    page.get_by_label("Install a voice pack").set_input_files(first)
+    page.get_by_role("button", name="Install the voice").click()
+    expect(status).to_contain_text(f"Installed: Mama: recorded by Ma on Nov 1, 2026 for {DEVICE}", timeout=120_000)
+    expect(current).to_have_text(f"Mama: recorded by Ma on Nov 1, 2026 for {DEVICE}")
+    expect(page.get_by_label("Tell stories in")).to_have_value("mama")
+    expect(page.locator("#voice-rollback")).to_be_hidden()
+
+    page.get_by_label("Install a voice pack").set_input_files(foreign)
+    page.get_by_role("button", name="Install the voice").click()
+    expect(status).to_contain_text("'kid-999'", timeout=120_000)
+    expect(status).to_contain_text(f"'{DEVICE}'")
+
+    page.get_by_label("Install a voice pack").set_input_files(second)
+    page.get_by_role("button", name="Install the voice").click()
+    expect(status).to_contain_text("Installed: Mama", timeout=120_000)
+    page.get_by_role("button", name="Go back to the previous version").click()
+    expect(status).to_contain_text("Back to the previous version: Mama")
+    expect(page.locator("#voice-rollback")).to_be_hidden()
+
+    page.get_by_label("Tell stories in").select_option("")
+    expect(status).to_have_text("Voice chosen")
+    expect(current).to_contain_text("The speaker's own voice")
+    assert speaker.library.settings()["voice"] is None
+    page.get_by_label("Title").fill("Owl")
+    page.get_by_label("Voice", exact=True).select_option("mama")
+    page.get_by_label("Story", exact=True).fill("The owl said good night.")
+    page.get_by_role("button", name="Send to the speaker").click()
+    expect(page.locator("#story-status")).to_have_text("Sent: Owl")
+    stored = [s for s in speaker.library.stories() if s.title == "Owl"]
+    assert [s.voice for s in stored] == ["mama"]
+    page.get_by_label("Tell stories in").select_option("mama")
+    expect(current).to_contain_text("Mama: recorded by Ma")
+    card = page.locator("section", has=page.locator("#voice-heading"))
+    card.screenshot(path=tmp_path / "voice.png")
+    if os.environ.get("HML_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(tmp_path / "voice.png", VOICE_SCREENSHOT)

@@ -2,7 +2,7 @@
 // to the speaker). Network first, so a new version shows at once; the cache when offline.
 // Bump VERSION when the shell's file list changes.
 
-const VERSION = "hml-shell-v1";
+const VERSION = "hml-shell-v2";
 const SHELL = [
   "./",
   "./index.html",
@@ -14,9 +14,11 @@ const SHELL = [
   "./js/app.js",
   "./js/i18n.js",
   "./js/link.js",
+  "./js/pairing.js",
   "./js/protocol.js",
   "./js/settings.js",
   "./js/ui.js",
+  "./js/voices.js",
   "./node_modules/mqtt/dist/mqtt.esm.js",
 ];
 

@@ -3,9 +3,11 @@
 
 import * as i18n from "./i18n.js";
 import { Link, LoginError, ReplyTimeout } from "./link.js";
+import { forgetHash, readPairing } from "./pairing.js";
 import * as p from "./protocol.js";
 import { bindSettings, fillSettings } from "./settings.js";
 import { $, addFeed, clearFeed, renderFeed, renderSpeakers, renderStories, showStatus } from "./ui.js";
+import { bindVoices, fillVoices } from "./voices.js";
 
 const LOGIN_KEY = "hml.login";
 const devices = new Map(); // device id -> {online, state, position, positionAt}
@@ -140,8 +142,10 @@ function onMessage({ deviceId, kind, name, payload }) {
     }
     speaker.online = online;
   } else if (kind === "state" && payload && typeof payload === "object") {
+    const voiceChanged = speaker.state && speaker.state.active_voice !== payload.active_voice;
     Object.assign(speaker, { state: payload, position: payload.position, positionAt: Date.now() });
     if (deviceId === selected) fillSettings(payload);
+    if (deviceId === selected && voiceChanged) listVoices();
   } else if (kind === "event" && payload && typeof payload === "object") {
     onEvent(deviceId, name, payload);
   }
@@ -178,29 +182,36 @@ function select(deviceId) {
   const state = devices.get(deviceId)?.state;
   if (state) fillSettings(state, { force: true });
   listStories();
+  listVoices();
 }
 
 // -- commands -------------------------------------------------------------------------
 
-/** Send a command to the selected speaker; show its reply (or refusal, by the device's words). */
-async function command(name, fields, statusNode, describeOk = () => i18n.t("reply.ok")) {
+/** Send a command to the selected speaker; show its reply (or refusal, by the device's words).
+ * `onSent` (the broker has it) may return a function called once the reply is in; `quiet` shows
+ * only a refusal (a background refresh must not wipe what the line says). */
+async function command(name, fields, statusNode, describeOk = () => i18n.t("reply.ok"), options = {}) {
+  const { timeoutSeconds = 30, onSent = null, quiet = false } = options;
   const deviceId = selected;
   if (!deviceId || !link) {
     showStatus(statusNode, i18n.t("no_speaker"), "bad");
     return null;
   }
-  showStatus(statusNode, i18n.t("reply.waiting"), "wait");
+  if (!onSent && !quiet) showStatus(statusNode, i18n.t("reply.waiting"), "wait");
   let reply;
+  let stop = null;
   try {
-    reply = await link.send(deviceId, name, fields);
+    reply = await link.send(deviceId, name, fields, timeoutSeconds, onSent && (() => (stop = onSent())));
   } catch (err) {
     const text =
       err instanceof ReplyTimeout ? i18n.t("reply.timeout", { command: name, seconds: err.seconds }) : err.message;
     showStatus(statusNode, text, "bad");
     return null;
+  } finally {
+    stop?.();
   }
   if (reply.ok) {
-    showStatus(statusNode, describeOk(reply.result ?? {}), "good");
+    if (!quiet) showStatus(statusNode, describeOk(reply.result ?? {}), "good");
     return reply;
   }
   const message = reply.error?.message ?? reply.error?.code ?? "?";
@@ -216,6 +227,7 @@ async function sendStory(event) {
   const status = $("story-status");
   if (!title || !text) return showStatus(status, i18n.t("story.missing"), "bad");
   const story = { story_id: p.storyIdFor(title), title, text, lang: $("story-lang").value };
+  if ($("story-voice").value) story.voice = $("story-voice").value;
   $("story-send").disabled = true;
   try {
     const reply = await command("story.put", story, status, (r) =>
@@ -257,6 +269,11 @@ async function listStories() {
   drawSpeakers();
 }
 
+async function listVoices() {
+  const reply = await command("voice.list", {}, $("voice-status"), undefined, { quiet: true });
+  if (reply?.ok) fillVoices(reply.result);
+}
+
 function setVolume() {
   const volume = Number($("volume").value) / 100;
   command("volume.set", { volume }, $("controls-status"), () => ""); // the card shows the volume applied
@@ -272,12 +289,32 @@ function redraw() {
   if (link) showConnection(link.client.connected);
 }
 
+/** The pairing in the address (taken out of it at once), or null. */
+function pairingFromLink() {
+  const pairing = readPairing(location.hash);
+  if (!pairing) return null;
+  forgetHash();
+  if (!pairing.error) return pairing;
+  showStatus($("login-status"), i18n.t("login.bad_pairing"), "bad");
+  return null;
+}
+
+/** A pairing link fills the login in; the phone remembers it (it is the family's app now). */
+function fillLogin({ url, username, password }) {
+  $("login-url").value = url;
+  $("login-user").value = username;
+  $("login-pass").value = password;
+  $("login-remember").checked = true;
+}
+
 function start() {
   const login = savedLogin();
   $("login-url").value = login.url ?? defaultUrl();
   $("login-user").value = login.username ?? "";
   $("login-pass").value = login.remember ? (login.password ?? "") : "";
   $("login-remember").checked = Boolean(login.remember);
+  const paired = pairingFromLink();
+  if (paired) fillLogin(paired);
   $("login-form").addEventListener("submit", logIn);
   $("logout").addEventListener("click", logOut);
   $("lang").addEventListener("click", () => {
@@ -293,12 +330,21 @@ function start() {
   }
   $("volume").addEventListener("input", () => ($("volume-value").textContent = `${$("volume").value}%`));
   $("volume").addEventListener("change", setVolume);
+  bindVoices(command, listVoices);
   bindSettings((fields) => command("settings.put", fields, $("settings-status"), () => i18n.t("settings.saved")));
   redraw();
   // The position moves on between the speaker's progress events.
   setInterval(() => [...devices.values()].some((d) => d.state?.state === "playing") && drawSpeakers(), 1000);
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("./sw.js").catch(() => {});
-  if (login.remember && login.password) logIn();
+  // A pairing link opened while the app is open (same page, new fragment) logs in as it says.
+  window.addEventListener("hashchange", () => {
+    const pairing = pairingFromLink();
+    if (!pairing) return;
+    if (link) logOut();
+    fillLogin(pairing);
+    logIn();
+  });
+  if (paired || (login.remember && login.password)) logIn();
 }
 
 start();

@@ -99,8 +99,9 @@ export class Link extends EventTarget {
     });
   }
 
-  /** Publish cmd/<name> with a fresh id; resolves with the device's reply {id, ok, result | error}. */
-  send(deviceId, name, fields = {}, timeoutSeconds = 30) {
+  /** Publish cmd/<name> with a fresh id; resolves with the device's reply {id, ok, result | error}.
+   * `onSent` is called once the broker has the command (a voice pack takes a while to upload). */
+  send(deviceId, name, fields = {}, timeoutSeconds = 30, onSent = null) {
     const id = p.newCommandId();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -113,7 +114,7 @@ export class Link extends EventTarget {
       });
       const command = JSON.stringify({ id, sent_at: new Date().toISOString(), ...fields });
       this.client.publish(p.commandTopic(deviceId, name), command, { qos: 1 }, (err) => {
-        if (!err) return;
+        if (!err) return onSent?.();
         clearTimeout(timer);
         this.pending.delete(id);
         reject(err);
