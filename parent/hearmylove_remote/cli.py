@@ -179,6 +179,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
     for name, password in passwords.items():
         print(f"  {name}\t{password}")
     _show_pairings(broker, passwords, qr=not args.no_qr)
+    if args.broker_action == "new-password" and args.name not in broker.load().parents():
+        print(f"put the new password in {args.name}'s /etc/hearmylove/config.toml (mqtt.password) and restart it")
     if broker.reload():
         print("mosquitto reloaded")
     else:
