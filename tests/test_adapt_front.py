@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from hearmylove.engine.config import EngineConfig  # noqa: E402
 from hearmylove.engine.engine import Engine, Features  # noqa: E402
 from voicelab.adapt.front import float_front, load_front  # noqa: E402
 from voicelab.adapt.vocoder import StudentVocoder, load_head  # noqa: E402
@@ -82,3 +83,15 @@ def test_gradients_reach_the_head_and_the_chosen_front_block(front, features: Fe
     assert vocoder.front.decode[3].conv2.weight.grad.abs().sum() > 0  # type: ignore[union-attr]
     assert all(p.grad is None for p in vocoder.front.encode.parameters())  # frozen stays frozen
     vocoder.requires_grad_(False)
+
+
+def test_torch_student_sounds_like_the_student_the_speaker_runs(model_dir: Path, front, features: Features) -> None:  # noqa: ANN001
+    """models/weights/student-head.pt (fp16) behind the torch front = the built ONNX student (int8 front)."""
+    speaker = Engine.load(EngineConfig(model_dir=model_dir, threads=1, vocoder="student"))
+    want = speaker.vocode_whole(features)
+    with torch.no_grad():
+        got = StudentVocoder(front, load_head())(
+            *(torch.from_numpy(a) for a in (features.asr, features.f0, features.energy, features.timbre))
+        )[0].numpy()
+    assert got.shape == want.shape
+    assert np.corrcoef(got, want)[0, 1] > 0.99  # measured 0.9998

@@ -24,6 +24,7 @@ from hearmylove.engine.engine import Engine, Features
 from hearmylove.paths import default_model_dir
 
 from ..encoder import SpeakerEncoder, similarity
+from ..judge import resample
 from . import dtw
 from .align import Aligned, align, read_recording
 from .signal import SAMPLE_RATE, f0_on_grid, mfcc
@@ -140,8 +141,6 @@ def main(argv: list[str] | None = None) -> None:
         gender = {"M": "F", "F": "M"}[row["gender"]] if args.cross_gender else row["gender"]
         audio, rate = read_recording(EVALSET / row["path"])
         other, other_rate = read_recording(EVALSET / row["other"])
-        from ..judge import resample
-
         aligned = align(
             engine, audio, rate, row["transcript"].lower(), row["language"], engine.voice(VOICE_FOR[gender])
         )
