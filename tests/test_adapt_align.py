@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from hearmylove.engine.engine import Engine
+from voicelab.adapt import dtw
 from voicelab.adapt.align import Aligned, align, read_recording
 from voicelab.adapt.measure import f0_error_st, timing_offset_ms
 from voicelab.encoder import SpeakerEncoder, similarity
@@ -65,3 +66,14 @@ def test_copy_synthesis_follows_the_recording_closer_than_the_stock_rendering(en
     sim_copy = similarity(encoder.embed(copy, 24_000), reference)
     sim_stock = similarity(encoder.embed(stock, 24_000), reference)
     assert sim_copy > sim_stock + 0.05, (sim_copy, sim_stock)  # measured 0.59 vs 0.43
+
+
+def test_dtw_recovers_a_known_warp() -> None:
+    rng = np.random.default_rng(0)
+    a = np.cumsum(rng.normal(size=(200, 8)), axis=0)  # a smooth trajectory, like MFCCs over time
+    t = np.linspace(0.0, 1.0, 260)
+    warp = np.rint(199 * (t + 0.04 * np.sin(6 * np.pi * t))).astype(int)  # 0.2 to 1.3 frames of a per frame
+    steps, _ = dtw.align(a, a[warp])
+    assert (np.diff(steps, axis=0) >= 0).all()
+    error = np.abs(dtw.map_frames(steps, len(warp)) - warp)
+    assert (error == 0).mean() > 0.9 and error.max() <= 2  # off only where frames of `a` were skipped

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hearmylove.engine.engine import SAMPLES_PER_FRAME, Engine, Features
 from hearmylove.engine.voices import Voice
+from hearmylove.errors import RecordingError, TextError
 
 from ..judge import resample
 from . import dtw
@@ -64,7 +65,10 @@ class Aligned(BaseModel):
 
 def read_recording(path: Path) -> tuple[np.ndarray, int]:
     """Any file libsndfile reads, any rate; mono float32."""
-    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise RecordingError(f"cannot read {path}: {exc}") from exc
     return audio.mean(axis=1), int(rate)
 
 
@@ -72,7 +76,7 @@ def render_stock(engine: Engine, text: str, lang: str, voice: Voice) -> tuple[Fe
     """The synthesizer's features for the whole text (utterances joined) and their audio."""
     parts = [engine.features(u.phonemes, voice) for u in engine.frontend.utterances(text, lang)]
     if not parts:
-        raise ValueError(f"nothing to say in {text!r}")
+        raise TextError(f"nothing to say in {text!r}: give the transcript of the recording")
     joined = Features(
         np.concatenate([p.asr for p in parts], axis=2),
         np.concatenate([p.f0 for p in parts], axis=1),

@@ -22,6 +22,8 @@ from onnx import numpy_helper
 from torch import nn
 from torch.nn import functional as F
 
+from hearmylove.errors import ModelError
+
 from ..build import extract_front
 from ..quantize import dequantize
 
@@ -175,7 +177,7 @@ def load_front(vocoder: Path) -> KokoroFront:
     state = onnx_state_dict(float_front(vocoder))
     missing, unexpected = set(module.state_dict()) - set(state), set(state) - set(module.state_dict())
     if missing or unexpected:
-        raise ValueError(f"{vocoder} is not Kokoro's vocoder: missing {sorted(missing)}, unknown {sorted(unexpected)}")
+        raise ModelError(f"{vocoder} is not Kokoro's vocoder: missing {sorted(missing)}, unknown {sorted(unexpected)}")
     module.load_state_dict(state)
     module.requires_grad_(False)
     return module.eval()
