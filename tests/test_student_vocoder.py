@@ -116,6 +116,22 @@ def test_training_resumes_from_its_checkpoint_and_learns(trained: tuple[Path, di
     assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_critic_phase_trains_and_resumes_with_its_critic(data: Path, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "gan.pt"
+    first = train(data, checkpoint, steps=6, until=3, batch=4, adversarial_from=2, progress=lambda m: None)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert first["step"] == 3 and "critic" in saved  # the critic joined at step 2 and is kept
+    assert _critic_updates(saved) == 1  # step 2 only
+    state = train(data, checkpoint, steps=6, batch=4, adversarial_from=2, progress=lambda m: None)
+    assert state["step"] == 6 and np.isfinite(state["history"][-1]["val_total"])
+    resumed = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert _critic_updates(resumed) == 4  # went on with the same critic: 1 + steps 3, 4, 5
+
+
+def _critic_updates(saved: dict) -> int:
+    return int(next(iter(saved["critic_optimizer"]["state"].values()))["step"])
+
+
 def test_an_empty_data_folder_is_refused_with_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ModelError, match="voicelab distill data"):
         train(tmp_path, tmp_path / "head.pt", steps=10, progress=lambda m: None)

@@ -19,14 +19,14 @@ RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 class SpectrogramCritic(nn.Module):
     """One resolution: log magnitude [B, 1, F, T] -> per-patch scores and the features on the way."""
 
-    def __init__(self, n_fft: int, hop: int, channels: int = 12) -> None:
+    def __init__(self, n_fft: int, hop: int, channels: int = 8) -> None:
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         norm = nn.utils.parametrizations.weight_norm
         self.convs = nn.ModuleList(
             [
-                norm(nn.Conv2d(1, channels, (7, 5), padding=(3, 2))),
+                norm(nn.Conv2d(1, channels, (7, 5), stride=(2, 1), padding=(3, 2))),
                 norm(nn.Conv2d(channels, channels, (7, 5), stride=(2, 1), padding=(3, 2))),
                 norm(nn.Conv2d(channels, channels, (7, 5), stride=(2, 1), padding=(3, 2))),
                 norm(nn.Conv2d(channels, channels, (5, 3), stride=(2, 1), padding=(2, 1))),

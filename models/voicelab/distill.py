@@ -287,8 +287,8 @@ class _Run:
         self.head.train()
         loss = losses(self.head, batch)
         total = loss["total"]
-        if self.adversarial:  # the critic hears half the batch: on a CPU it costs more than the head
-            half = batch[3].shape[0] // 2 or 1
+        if self.adversarial:  # the critic hears a quarter of the batch: on a CPU it costs more than the head
+            half = batch[3].shape[0] // 4 or 1
             audio, fake = batch[3][:half], loss["audio"][:half]
             self.critic_optimizer.zero_grad()
             critic_loss(self.critic, audio, fake).backward()
@@ -307,11 +307,12 @@ class _Run:
         payload = {
             "model": self.head.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "critic": self.critic.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
             "state": self.state,
             "config": self.head.config,
         }
+        if self.adversarial:  # the critic exists only from its phase on
+            payload["critic"] = self.critic.state_dict()
+            payload["critic_optimizer"] = self.critic_optimizer.state_dict()
         _save(self.checkpoint, payload)
 
 
