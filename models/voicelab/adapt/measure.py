@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     model_dir = default_model_dir()
     engine = Engine.load(EngineConfig(model_dir=model_dir, threads=args.threads, vocoder="qdq"))
     if args.vocoder == "student":
+        import torch
+
         from .vocoder import HEAD_WEIGHTS
+
+        torch.set_num_threads(args.threads)
 
         vocoder = student_vocoder(model_dir, args.head or HEAD_WEIGHTS)
     elif args.vocoder == "int8":
