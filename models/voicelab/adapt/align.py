@@ -95,7 +95,7 @@ def fit_energy(audio: np.ndarray, energy: np.ndarray) -> EnergyScale:
 
 def _fill_unvoiced(f0: np.ndarray) -> np.ndarray:
     """Log-linear interpolation across unvoiced gaps, held at the ends: the synthesizer's F0 runs
-    on through consonants (its F0 > 10 Hz on 60-99% of frames where YIN hears no voicing)."""
+    on through consonants (its F0 > 10 Hz on 47-99% of frames where YIN hears no voicing)."""
     voiced = np.flatnonzero(f0 > VOICED_HZ)
     if not len(voiced):
         return f0
