@@ -139,9 +139,10 @@ MATCHING_WEIGHT = 0.2
 CRITIC_LR = 2e-4
 WEIGHTS_FILE = "student-head.pt"
 REPRODUCE = [
-    "voicelab distill data --out DATA --minutes 16",
-    "voicelab distill train --data DATA --checkpoint CKPT --steps 5000 --adversarial-from 3750",
+    "voicelab distill data --out DATA --minutes 20",
+    "voicelab distill train --data DATA --checkpoint CKPT --steps 4800 --adversarial-from 4200 --threads 1",
     "voicelab distill export --checkpoint CKPT --data DATA --out models/weights",
+    "voicelab build --vocoder student",
 ]
 
 
