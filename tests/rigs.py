@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -100,3 +101,12 @@ class Speaker:
 
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.folder.glob("daemon-*.log")))
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on this loopback port now."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False

@@ -19,6 +19,8 @@ import pytest
 from hearmylove.broker import Account, LocalBroker, free_port
 from hearmylove_remote.families import Broker
 
+from .rigs import listening
+
 TIMEOUT = 30
 
 
@@ -39,14 +41,6 @@ def wait_for(condition: object, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         time.sleep(0.05)
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture

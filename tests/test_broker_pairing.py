@@ -7,7 +7,6 @@ from __future__ import annotations
 import getpass
 import os
 import queue
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import pytest
 from hearmylove.broker import free_port
 from hearmylove.errors import ConfigError
 from hearmylove_remote import pairing
+
+from .rigs import listening
 
 TIMEOUT = 30
 CLI = [str(Path(sys.executable).parent / "hearmylove-remote"), "broker"]
@@ -90,14 +91,6 @@ def running(tmp_path: Path) -> Iterator[tuple[Path, int, str]]:
     yield folder, wss_port, added.stdout
     process.terminate()
     process.wait(timeout=10)
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
 
 
 def app_client(folder: Path, wss_port: int, paired: pairing.Pairing) -> tuple[mqtt.Client, queue.Queue[str]]:

@@ -25,7 +25,7 @@ from voicelab.pack import generate_key, load_signing_key, public_key_base64
 
 from . import test_voicepack as packs
 from .rigs import running_daemon
-from .test_voicepack import BASE_SHA, make_pack, snapshot
+from .test_voicepack import BASE_SHA, as_python_3_11_2, make_pack, snapshot
 
 base_dir, key, trusted, voices = packs.base_dir, packs.key, packs.trusted, packs.voices  # the same fixtures
 
@@ -129,14 +129,7 @@ def test_tar_file_modes_never_reach_the_disk(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if "bookworm" in python:
-        monkeypatch.delattr(tarfile, "data_filter")
-        real = tarfile.TarFile.extractall
-
-        def old_extractall(self: tarfile.TarFile, path: str = ".", members: object = None, **kw: object) -> None:
-            assert "filter" not in kw, "Python 3.11.2 has no filter argument"
-            real(self, path, members, filter="fully_trusted")  # type: ignore[arg-type]
-
-        monkeypatch.setattr(tarfile.TarFile, "extractall", old_extractall)
+        as_python_3_11_2(monkeypatch)
     pack = tar_of(make_pack(tmp_path, key, base_dir, "pack"), tmp_path / "setuid.tar", mode=0o4777)
     target = install_pack(pack, voices, trusted, BASE_SHA)
     assert {p.name: p.stat().st_mode & 0o7777 for p in target.iterdir()} == dict.fromkeys(PACK_FILES, 0o644)

@@ -77,6 +77,18 @@ def make_pack(tmp_path: Path, key: Path, base_dir: Path, name: str = "pack", see
     return out
 
 
+def as_python_3_11_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian bookworm's Python 3.11.2: tarfile has no extraction filters."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    real = tarfile.TarFile.extractall
+
+    def old_extractall(self: tarfile.TarFile, path: str = ".", members: object = None, **kw: object) -> None:
+        assert "filter" not in kw, "Python 3.11.2 has no filter argument"
+        real(self, path, members, filter="fully_trusted")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", old_extractall)
+
+
 def snapshot(folder: Path) -> dict[str, bytes | None]:
     """Every path under `folder` with its content (None for folders)."""
     if not folder.exists():
@@ -258,14 +270,7 @@ def test_tar_members_that_escape_or_link_are_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if "bookworm" in python:
-        monkeypatch.delattr(tarfile, "data_filter")
-        real = tarfile.TarFile.extractall
-
-        def old_extractall(self: tarfile.TarFile, path: str = ".", members: object = None, **kw: object) -> None:
-            assert "filter" not in kw, "Python 3.11.2 has no filter argument"
-            real(self, path, members, filter="fully_trusted")  # type: ignore[arg-type]
-
-        monkeypatch.setattr(tarfile.TarFile, "extractall", old_extractall)
+        as_python_3_11_2(monkeypatch)
     install_pack(make_pack(tmp_path, key, base_dir, "good.tar"), voices, trusted, BASE_SHA)
     before = snapshot(voices)
     pack = _tar_with(tmp_path, make_pack(tmp_path, key, base_dir, "good-dir"), evil)
