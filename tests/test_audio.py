@@ -131,6 +131,7 @@ def played(player: Player, output: WavFileOutput) -> np.ndarray:
 # -- with the in-process WAV output ------------------------------------------------
 
 
+@pytest.mark.fast
 def test_a_tone_plays_end_to_end_and_finishes_once_after_the_last_sample(make) -> None:
     player, output = make(volume=0.8)
     x = tone(1.5)
@@ -146,6 +147,7 @@ def test_a_tone_plays_end_to_end_and_finishes_once_after_the_last_sample(make) -
     np.testing.assert_allclose(y, 0.8 * faded(x), atol=2 * LSB)
 
 
+@pytest.mark.fast
 def test_progress_comes_about_once_a_second_and_the_end_only_after_the_audio_was_heard(make) -> None:
     player, output = make(realtime=True)
     x = tone(2.3)
@@ -162,6 +164,7 @@ def test_progress_comes_about_once_a_second_and_the_end_only_after_the_audio_was
     assert all(0.7 < gap < 1.5 for gap in gaps), gaps
 
 
+@pytest.mark.fast
 def test_pause_and_resume_continue_where_it_was_with_fades_and_no_click(make) -> None:
     player, output = make(realtime=True, volume=0.8)
     x = tone(2.0)
@@ -195,6 +198,7 @@ def test_pause_and_resume_continue_where_it_was_with_fades_and_no_click(make) ->
     assert np.abs(np.diff(y)).max() <= smooth_step(x, 0.8), "a click somewhere"
 
 
+@pytest.mark.fast
 def test_stop_fades_out_and_reports_not_finished(make) -> None:
     player, output = make(realtime=True, volume=0.8)
     x = tone(3.0)
@@ -212,6 +216,7 @@ def test_stop_fades_out_and_reports_not_finished(make) -> None:
     assert np.abs(np.diff(y)).max() <= smooth_step(x, 0.8), "stop clicked"
 
 
+@pytest.mark.fast
 def test_a_new_story_replaces_the_old_one(make) -> None:
     player, output = make(realtime=True)
     first, second = Finished(), Finished()
@@ -226,6 +231,7 @@ def test_a_new_story_replaces_the_old_one(make) -> None:
     assert dominant(y[last - 6000 : last]) == pytest.approx(440, abs=5)
 
 
+@pytest.mark.fast
 def test_volume_is_never_above_the_limit(make) -> None:
     player, output = make(max_volume=0.5, volume=0.9)  # a start volume above the limit is clamped
     assert player.set_volume(5) == 0.5
@@ -247,6 +253,7 @@ def test_volume_is_never_above_the_limit(make) -> None:
         AudioConfig(volum=0.3)  # type: ignore[call-arg]
 
 
+@pytest.mark.fast
 def test_start_at_skips_what_the_child_already_heard(make) -> None:
     player, output = make(volume=0.8)
     x = (0.5 * np.random.default_rng(7).uniform(-1, 1, 3 * SAMPLE_RATE)).astype(np.float32)
@@ -259,6 +266,7 @@ def test_start_at_skips_what_the_child_already_heard(make) -> None:
     np.testing.assert_allclose(y, 0.8 * faded(x[SAMPLE_RATE:]), atol=2 * LSB)
 
 
+@pytest.mark.fast
 def test_a_slow_source_blocks_neither_pause_nor_stop_and_is_let_go(make) -> None:
     player, output = make(realtime=True)
     gate, closed = threading.Event(), threading.Event()
@@ -286,6 +294,7 @@ def test_a_slow_source_blocks_neither_pause_nor_stop_and_is_let_go(make) -> None
     assert closed.wait(TIMEOUT), "the stopped source was never closed"
 
 
+@pytest.mark.fast
 def test_a_failing_or_malformed_source_plays_what_came_then_reports_not_finished(make, caplog) -> None:
     player, output = make()
 
@@ -302,6 +311,7 @@ def test_a_failing_or_malformed_source_plays_what_came_then_reports_not_finished
     assert output.frames_written == 2 * round(0.5 * SAMPLE_RATE)
 
 
+@pytest.mark.fast
 def test_the_chime_is_heard_over_a_story(make) -> None:
     player, output = make(realtime=True, volume=0.8)
     done = Finished()
@@ -319,6 +329,7 @@ def test_the_chime_is_heard_over_a_story(make) -> None:
     assert min(story[1:]) > 0.1, "the story stopped under the chime"
 
 
+@pytest.mark.fast
 def test_the_chime_alone_and_switched_off(make) -> None:
     player, output = make()
     assert player.chime()
@@ -333,6 +344,7 @@ def test_the_chime_alone_and_switched_off(make) -> None:
     assert dominant(y[4000:]) == pytest.approx(987.77, abs=5)
 
 
+@pytest.mark.fast
 def test_a_failing_callback_is_logged_and_the_player_goes_on(make, caplog) -> None:
     player, _ = make()
 
@@ -353,6 +365,7 @@ def test_a_failing_callback_is_logged_and_the_player_goes_on(make, caplog) -> No
 # -- the pure core -------------------------------------------------------------------
 
 
+@pytest.mark.fast
 def test_the_ring_buffer_keeps_order_across_the_wrap() -> None:
     rng = np.random.default_rng(1)
     ring, source, sink, pos = RingBuffer(1000), np.arange(20_000, dtype=np.float32), [], 0
@@ -363,6 +376,7 @@ def test_the_ring_buffer_keeps_order_across_the_wrap() -> None:
     np.testing.assert_array_equal(np.concatenate(sink), source)
 
 
+@pytest.mark.fast
 def test_an_underrun_is_silence_and_the_position_waits() -> None:
     mixer = Mixer(AudioConfig(volume=1.0, max_volume=1.0))
     gen, _ = mixer.start()
@@ -395,6 +409,7 @@ class ManualOutput:
         pass
 
 
+@pytest.mark.fast
 def test_the_end_is_reported_only_once_the_card_took_the_last_block() -> None:
     output = ManualOutput()
     with Player(AudioConfig(), output) as player:
@@ -410,6 +425,7 @@ def test_the_end_is_reported_only_once_the_card_took_the_last_block() -> None:
         assert done.wait() == [True]
 
 
+@pytest.mark.fast
 def test_nothing_is_louder_than_max_volume_even_a_chime_over_a_too_loud_source() -> None:
     output = ManualOutput()
     with Player(AudioConfig(max_volume=0.5, volume=0.5), output) as player:
@@ -483,6 +499,7 @@ def test_missing_portaudio_names_the_package_to_install() -> None:
     assert "AudioError" in run.stderr and "apt-get install libportaudio2" in run.stderr
 
 
+@pytest.mark.fast
 def test_an_alsa_config_path_that_alsa_cannot_quote_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="ALSA config"):
         alsa_file_config(tmp_path / 'a"b.raw', tmp_path / "asound.conf")

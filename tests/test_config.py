@@ -9,6 +9,8 @@ import pytest
 from hearmylove import config
 from hearmylove.errors import ConfigError
 
+pytestmark = pytest.mark.fast
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "provisioning" / "config.example.toml"
 
 

@@ -13,6 +13,8 @@ from hearmylove.library import Library
 
 from .fakes import FakePlayer, FakeRenderer, RecordingPublisher
 
+pytestmark = pytest.mark.fast
+
 
 class Rig:
     def __init__(self, tmp_path: Path, **limits: object) -> None:

@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from hearmylove.controller import Button, Light
 from hearmylove.controls import Controls, ControlsConfig
 
+pytestmark = pytest.mark.fast
+
 HOLD = 0.3
 DOUBLE = 0.2
 CONFIG = ControlsConfig(hold_seconds=HOLD, double_press_seconds=DOUBLE, led_brightness=0.5)

@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hearmylove.library import Library
+
+pytestmark = pytest.mark.fast
 
 
 def test_stories_keep_order_positions_and_listening(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from hearmylove import protocol as p
 
+pytestmark = pytest.mark.fast
+
 
 def parse(name: str, payload: object, max_bytes: int = 10_000) -> p.Command:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()

@@ -18,6 +18,8 @@ from hearmylove_provision.identity import bundle, load
 
 from .provision_helpers import base_model_dir, identity_data, studio_key, voice_pack, write_identity
 
+pytestmark = pytest.mark.fast
+
 UID = GID = 990
 
 

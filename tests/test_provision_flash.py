@@ -30,6 +30,7 @@ def kid(tmp_path: Path) -> Path:
     return write_identity(tmp_path, identity_data(tmp_path))
 
 
+@pytest.mark.fast
 def test_the_identity_goes_onto_the_fat_partition_and_replaces_an_older_one(image: Path, kid: Path) -> None:
     need("mcopy")
     assert firmware_partition(image).start == 1 << 20
@@ -41,12 +42,14 @@ def test_the_identity_goes_onto_the_fat_partition_and_replaces_an_older_one(imag
     assert fat.read("ca.crt") == (kid.parent / "family-ca.crt").read_bytes()
 
 
+@pytest.mark.fast
 def test_identity_write_command(image: Path, kid: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["identity", "write", "--image", str(image), "--identity", str(kid)]) == 0
     assert "identity of kid-001 written" in capsys.readouterr().out
     assert "identity.toml" in FatVolume(image).listdir(FOLDER)
 
 
+@pytest.mark.fast
 def test_flash_to_a_file_writes_verifies_and_adds_the_identity(image: Path, kid: Path, tmp_path: Path) -> None:
     card = tmp_path / "card.img"
     seen: list[str] = []
@@ -58,6 +61,7 @@ def test_flash_to_a_file_writes_verifies_and_adds_the_identity(image: Path, kid:
     assert FatVolume(card).listdir() == ["ca.crt", "identity.toml"]
 
 
+@pytest.mark.fast
 def test_a_corrupted_read_back_is_detected(image: Path, tmp_path: Path) -> None:
     card = tmp_path / "card.img"
     digest = write_image(image, card, create=True)
@@ -71,6 +75,7 @@ def test_a_corrupted_read_back_is_detected(image: Path, tmp_path: Path) -> None:
         verify(card, image.stat().st_size, digest)
 
 
+@pytest.mark.fast
 def test_a_bad_identity_is_refused_before_the_disk_is_touched(
     image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -82,6 +87,7 @@ def test_a_bad_identity_is_refused_before_the_disk_is_touched(
     assert card.read_bytes() == b"precious"
 
 
+@pytest.mark.fast
 def test_the_disk_this_machine_runs_from_is_refused(image: Path, kid: Path) -> None:
     # The real root disk: only checked, never opened for writing (check_target raises first).
     disk = SystemView().disk_of(f"{os.major(os.stat('/').st_dev)}:{os.minor(os.stat('/').st_dev)}")
@@ -92,6 +98,7 @@ def test_the_disk_this_machine_runs_from_is_refused(image: Path, kid: Path) -> N
     assert main(["flash", "--image", str(image), "--device", f"/dev/{disk}", "--identity", str(kid), "--force"]) == 1
 
 
+@pytest.mark.fast
 def test_the_image_itself_and_a_character_device_are_refused(image: Path) -> None:
     with pytest.raises(UnsafeTargetError, match="the image itself"):
         check_target(image, image, to_file=True)
@@ -101,6 +108,7 @@ def test_the_image_itself_and_a_character_device_are_refused(image: Path) -> Non
         check_target(image.parent, image, to_file=True)
 
 
+@pytest.mark.fast
 def test_a_missing_device_is_refused_and_no_file_is_created(
     image: Path, kid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -117,6 +125,7 @@ def test_a_missing_device_is_refused_and_no_file_is_created(
     assert not missing.exists()
 
 
+@pytest.mark.fast
 def test_a_regular_file_is_refused_unless_asked_for_with_to_file(
     image: Path, kid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -173,12 +182,14 @@ def sdb(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 ROOT_ELSEWHERE = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
 
 
+@pytest.mark.fast
 def test_a_disk_with_a_mounted_partition_is_refused(tmp_path: Path, image: Path, sdb: tuple[Path, Path]) -> None:
     view = fake_system(tmp_path, ROOT_ELSEWHERE + "60 27 8:17 / /media/card rw - vfat /dev/sdb1 rw\n")
     with pytest.raises(UnsafeTargetError, match="mounted at /media/card"):
         check_target(sdb[0], image, force=True, view=view)
 
 
+@pytest.mark.fast
 def test_a_free_removable_card_is_accepted_and_a_partition_is_not(
     tmp_path: Path, image: Path, sdb: tuple[Path, Path]
 ) -> None:
@@ -188,6 +199,7 @@ def test_a_free_removable_card_is_accepted_and_a_partition_is_not(
         check_target(sdb[1], image, view=view)
 
 
+@pytest.mark.fast
 def test_a_fixed_disk_needs_force(tmp_path: Path, image: Path, sdb: tuple[Path, Path]) -> None:
     view = fake_system(tmp_path, ROOT_ELSEWHERE, removable="0")
     with pytest.raises(UnsafeTargetError, match="not a removable disk.*--force"):
@@ -195,6 +207,7 @@ def test_a_fixed_disk_needs_force(tmp_path: Path, image: Path, sdb: tuple[Path, 
     assert check_target(sdb[0], image, force=True, view=view).notes
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     "mountinfo",
     [

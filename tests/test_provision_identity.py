@@ -13,6 +13,8 @@ from hearmylove_provision.identity import bundle, daemon_config, load
 
 from .provision_helpers import base_model_dir, identity_data, studio_key, voice_pack, write_identity
 
+pytestmark = pytest.mark.fast
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "provisioning" / "identity.example.toml"
 
 

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "provisioning" / "image.toml"
 
 
+@pytest.mark.fast
 def test_the_pinned_config_loads() -> None:
     config = load_config(CONFIG)
     assert config.debian.architecture == "arm64" and "non-free-firmware" in config.debian.components
@@ -28,6 +29,7 @@ def test_the_pinned_config_loads() -> None:
     assert "openssh-server" not in config.debian.packages  # SSH is off: not even installed
 
 
+@pytest.mark.fast
 def test_a_bad_config_names_the_key(tmp_path: Path) -> None:
     data = tomllib.loads(CONFIG.read_text())
     data["image"]["size_mib"] = 10
@@ -46,6 +48,7 @@ def test_the_wheels_are_the_tested_versions_without_the_model_packages() -> None
     assert all("==" in p for p in pins)
 
 
+@pytest.mark.fast
 def test_overall_progress_only_moves_forward() -> None:
     seen: list[float] = []
     stages = Stages(lambda stage, fraction: seen.append(fraction))
@@ -55,6 +58,7 @@ def test_overall_progress_only_moves_forward() -> None:
     assert seen == sorted(seen) and seen[-1] == 1.0
 
 
+@pytest.mark.fast
 def test_the_root_gets_units_mounts_and_gpio_access() -> None:
     files = root_files("hearmylove", "HMLROOT", "HMLBOOT")
     assert "LABEL=HMLBOOT  /boot/firmware" in files["etc/fstab"][0]

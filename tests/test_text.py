@@ -13,6 +13,8 @@ from hearmylove.text import normalize
 from hearmylove.text.frontend import Frontend, detect_language
 from hearmylove.text.sentences import MAX_TOKENS, fit_phonemes, sentences
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.fixture(scope="module")
 def frontend() -> Frontend:

@@ -106,6 +106,7 @@ def resign(folder: Path, key: Path, style: np.ndarray) -> None:
     (folder / "manifest.sig").write_bytes(load_signing_key(key).sign(data))
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name", ["pack", "voice.tar"])
 def test_a_good_pack_verifies_installs_and_loads(
     tmp_path: Path, key: Path, base_dir: Path, trusted: list[Ed25519PublicKey], voices: Path, name: str
@@ -123,6 +124,7 @@ def test_a_good_pack_verifies_installs_and_loads(
     assert voicepack.installed(voices) == ["mum"]
 
 
+@pytest.mark.fast
 def test_reinstall_keeps_the_previous_pack_until_the_new_one_has_played(
     tmp_path: Path, key: Path, base_dir: Path, trusted: list[Ed25519PublicKey], voices: Path
 ) -> None:
@@ -195,6 +197,7 @@ REFUSALS: dict[str, tuple[Callable[[Path, Path], None], str]] = {
 }
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_a_bad_pack_is_refused_and_the_installed_voice_is_untouched(
     tmp_path: Path, key: Path, base_dir: Path, trusted: list[Ed25519PublicKey], voices: Path, case: str
@@ -211,6 +214,7 @@ def test_a_bad_pack_is_refused_and_the_installed_voice_is_untouched(
     assert snapshot(voices) == before
 
 
+@pytest.mark.fast
 def test_a_pack_for_another_base_model_is_refused(
     tmp_path: Path, key: Path, base_dir: Path, trusted: list[Ed25519PublicKey], voices: Path
 ) -> None:
@@ -220,6 +224,7 @@ def test_a_pack_for_another_base_model_is_refused(
     assert snapshot(voices) == {}
 
 
+@pytest.mark.fast
 def test_no_trusted_keys_and_not_a_pack_are_explained(
     tmp_path: Path, key: Path, base_dir: Path, trusted: list[Ed25519PublicKey]
 ) -> None:
@@ -246,6 +251,7 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile
     return info
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     ("evil", "message"),
     [
@@ -293,6 +299,7 @@ class _RenameIntoPlaceFails:
         os.replace(src, dst)
 
 
+@pytest.mark.fast
 def test_a_failure_in_the_final_rename_leaves_the_old_voice(
     tmp_path: Path,
     key: Path,
@@ -310,6 +317,7 @@ def test_a_failure_in_the_final_rename_leaves_the_old_voice(
     assert snapshot(voices) == before
 
 
+@pytest.mark.fast
 def test_sweep_cleans_up_after_a_power_cut(
     tmp_path: Path, key: Path, base_dir: Path, trusted: list[Ed25519PublicKey], voices: Path
 ) -> None:
@@ -324,6 +332,7 @@ def test_sweep_cleans_up_after_a_power_cut(
     assert load_voice(voices, "mum").digest == digest
 
 
+@pytest.mark.fast
 def test_load_voice_refuses_unknown_ids_and_paths(voices: Path) -> None:
     voices.mkdir()
     with pytest.raises(VoiceError, match="no voice pack 'dad' installed"):
@@ -332,6 +341,7 @@ def test_load_voice_refuses_unknown_ids_and_paths(voices: Path) -> None:
         load_voice(voices, "../base")
 
 
+@pytest.mark.fast
 def test_public_keys_load_from_pem_or_base64(key: Path) -> None:
     pem = load_public_key(key.with_suffix(".pub").read_text())
     raw = load_public_key(public_key_base64(load_signing_key(key)))
@@ -340,6 +350,7 @@ def test_public_keys_load_from_pem_or_base64(key: Path) -> None:
         load_public_key("not-a-key")
 
 
+@pytest.mark.fast
 def test_keygen_writes_an_owner_only_key_and_never_overwrites(key: Path) -> None:
     assert key.stat().st_mode & 0o777 == 0o600
     with pytest.raises(VoicePackError, match="refusing to overwrite"):
