@@ -152,16 +152,15 @@ def test_progress_comes_about_once_a_second_and_the_end_only_after_the_audio_was
     player, output = make(realtime=True)
     x = tone(2.3)
     done, progress = Finished(output), []
-    began = time.monotonic()
     player.play([x], on_finished=done, on_progress=lambda pos: progress.append((time.monotonic(), pos)))
     assert done.wait() == [True]
-    assert done.at[0] - began >= 2.3 * 0.95
-    assert done.frames[0] >= len(x)
+    assert done.frames[0] >= len(x), "the end came before the last sample was written"
     assert len(progress) >= 2
     positions = [pos for _, pos in progress]
     assert positions == sorted(positions) and 0 < positions[0] <= positions[-1] <= 2.3
     gaps = np.diff([at for at, _ in progress])
-    assert all(0.7 < gap < 1.5 for gap in gaps), gaps
+    # Never more often than about once a second (a busy machine only makes the gaps longer).
+    assert all(gap > 0.7 for gap in gaps), gaps
 
 
 @pytest.mark.fast
@@ -173,7 +172,8 @@ def test_pause_and_resume_continue_where_it_was_with_fades_and_no_click(make) ->
     wait_until(lambda: player.position >= 0.6)
     assert player.pause() and player.is_paused and not player.is_playing
     paused_at = round(player.position * SAMPLE_RATE)
-    time.sleep(0.4)
+    written = output.frames_written
+    wait_until(lambda: output.frames_written >= written + 0.4 * SAMPLE_RATE)  # the card went on: silence
     assert round(player.position * SAMPLE_RATE) == paused_at, "position moved while paused"
     assert player.resume() and player.is_playing
     assert done.wait() == [True]
@@ -210,9 +210,11 @@ def test_stop_fades_out_and_reports_not_finished(make) -> None:
     assert done.wait() == [False]
     time.sleep(0.2)
     assert done.calls == [False]
+    stopped_at = player.position * SAMPLE_RATE  # frames handed out, the fade-out included
     y = played(player, output)
     heard = np.count_nonzero(y)
-    assert 0.3 * SAMPLE_RATE < heard < 1.5 * SAMPLE_RATE
+    assert 0.3 * SAMPLE_RATE < heard < len(x), "stop did not stop the story"
+    assert heard == pytest.approx(stopped_at, abs=2), "sound went on after the fade-out"
     assert np.abs(np.diff(y)).max() <= smooth_step(x, 0.8), "stop clicked"
 
 
@@ -283,12 +285,15 @@ def test_a_slow_source_blocks_neither_pause_nor_stop_and_is_let_go(make) -> None
     source = slow()  # held here, so only the player closing it runs its finally
     player.play(source, on_finished=done)
     wait_until(lambda: player.position >= 0.3)
-    time.sleep(0.3)
+    written = output.frames_written
+    wait_until(lambda: output.frames_written >= written + 0.3 * SAMPLE_RATE)  # the card went on: silence
     assert player.position == pytest.approx(0.3) and player.is_playing, "position moved during an underrun"
     for action in (player.pause, player.resume, player.stop):
-        began = time.monotonic()
-        action()
-        assert time.monotonic() - began < 0.2, f"{action.__name__} waited on the source"
+        # The source stays blocked until the gate opens (30 s): an action that waited on it would not return.
+        worker = threading.Thread(target=action, daemon=True)
+        worker.start()
+        worker.join(TIMEOUT)
+        assert not worker.is_alive(), f"{action.__name__} waited on the source"
     assert done.wait() == [False]
     gate.set()
     assert closed.wait(TIMEOUT), "the stopped source was never closed"
@@ -474,7 +479,8 @@ def test_a_tone_goes_through_the_real_portaudio_into_an_alsa_file(tmp_path: Path
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["finished"] == [True]
-    assert report["paced"] and 0.95 <= report["took"] < 5, "the file sink was not held to real time"
+    # finished == [True] above: it ended within the script's 20 s wait. A busy machine only makes it later.
+    assert report["paced"] and report["took"] >= 0.95, "the file sink was not held to real time"
     assert report["default_name"] == "default"
     assert any(d["name"] == "default" and d["out"] > 0 for d in report["devices"]), report["devices"]
 
