@@ -167,6 +167,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
     if args.broker_action == "show":
         print(broker.describe())
         return 0
+    if args.broker_action == "bridge":
+        return _bridge(broker, args)
     if args.broker_action == "add-family":
         passwords = broker.add_family(args.family, args.parent, args.device)
     elif args.broker_action == "new-password":
@@ -188,6 +190,26 @@ def cmd_broker(args: argparse.Namespace) -> int:
             f"mosquitto is not running from {args.dir} (no live {broker.pid_file.name}); "
             "it reads the accounts when it starts"
         )
+    return 0
+
+
+def _bridge(broker: Broker, args: argparse.Namespace) -> int:
+    from .bridge import Bridge, bridge_conf, fleet_acl
+
+    password = args.password or os.environ.get("HML_BRIDGE_PASSWORD")
+    if not password:
+        raise HearMyLoveError("give the bridge account's password with --password or HML_BRIDGE_PASSWORD")
+    bridge = Bridge(
+        name=args.name, address=args.to, username=args.user, password=password, ca_file=args.ca, tls=not args.no_tls
+    )
+    registry = broker.load()
+    conf = Path(args.out or broker.folder / f"bridge-{args.name}.conf")
+    acl = Path(args.acl_out or broker.folder / f"bridge-{args.name}.fleet-acl")
+    conf.write_text(bridge_conf(registry, bridge))
+    conf.chmod(0o600)
+    acl.write_text(fleet_acl(registry, bridge))
+    print(f"{conf}: append it to this broker's mosquitto.conf (or include_dir) and restart mosquitto")
+    print(f"{acl}: add it to the fleet broker's ACL file, and the account {args.user} to its passwords")
     return 0
 
 
@@ -268,6 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     renew = bsub.add_parser("new-password", help="a new password (revokes the old one and its pairing link)")
     renew.add_argument("name", help="the parent's or speaker's account")
     bsub.add_parser("show", help="the families")
+    bridge = bsub.add_parser("bridge", help="join a fleet: the Mosquitto bridge to a fleet broker (docs/fleet.md)")
+    bridge.add_argument("name", help="the connection's name, e.g. the region: eu-1")
+    bridge.add_argument("--to", required=True, help="the fleet broker, host:port")
+    bridge.add_argument("--user", required=True, help="the bridge's account on the fleet broker")
+    bridge.add_argument("--password", help="its password (or set HML_BRIDGE_PASSWORD)")
+    bridge.add_argument("--ca", help="the fleet broker's CA certificate")
+    bridge.add_argument("--no-tls", action="store_true", help="plain MQTT to the fleet broker (loopback tests only)")
+    bridge.add_argument("--out", help="where the bridge section goes (default: DIR/bridge-NAME.conf)")
+    bridge.add_argument("--acl-out", help="the fleet broker's ACL block (default: DIR/bridge-NAME.fleet-acl)")
     for p in bsub.choices.values():
         p.add_argument("--dir", default="/etc/mosquitto/hearmylove", help="the broker's folder")
         if p.prog.split()[-1] in ("add-family", "add-parent", "new-password"):
