@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -65,12 +67,14 @@ class CountingEngine(Engine):
 def test_stream_works_ahead_boundedly_and_stops_when_the_listener_stops(engine: Engine) -> None:
     counting = CountingEngine(engine.config, engine._synthesizer, engine._vocoder)
     long_story = " ".join(f"This is sentence number {i} of a very long story." for i in range(200))
+    before = set(threading.enumerate())
     stream = counting.stream(long_story, lang="en")
     next(stream)
+    workers = [t for t in threading.enumerate() if t not in before and t.name == "hml-synth"]
+    assert len(workers) == 1, workers
     stream.close()  # the child pressed stop
+    assert not workers[0].is_alive(), "synthesis went on after the listener stopped"
     assert 1 <= CountingEngine.calls <= 8, "synthesis must not run far ahead of playback"
-    calls = CountingEngine.calls
-    assert CountingEngine.calls == calls
 
 
 def test_bad_requests_fail_before_any_audio(engine: Engine) -> None:

@@ -6,6 +6,7 @@ Left out of the default run: set HML_BOOT_TEST_IMAGE to an image built by `provi
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,5 +19,10 @@ IMAGE = os.environ.get("HML_BOOT_TEST_IMAGE")
 
 @pytest.mark.skipif(not IMAGE, reason="slow qemu boot test: set HML_BOOT_TEST_IMAGE=/path/to/hearmylove.img")
 def test_the_image_boots_provisions_itself_and_comes_online(tmp_path: Path) -> None:
-    seconds = boot_test(Path(str(IMAGE)), work=tmp_path, timeout=float(os.environ.get("HML_BOOT_TEST_TIMEOUT", 3600)))
-    assert seconds > 0
+    stages: list[tuple[str, float]] = []
+    timeout = float(os.environ.get("HML_BOOT_TEST_TIMEOUT", 3600))
+    seconds = boot_test(Path(str(IMAGE)), work=tmp_path, timeout=timeout, progress=lambda s, f: stages.append((s, f)))
+    assert stages[-1] == ("online", 1.0), stages
+    console = (tmp_path / "console.log").read_text(errors="replace")
+    assert "Hear My Love first boot" in console and "Hear My Love speaker" in console, console[-3000:]
+    assert json.loads((tmp_path / "result.json").read_text()) == {"seconds_to_online": round(seconds, 1)}
