@@ -19,6 +19,8 @@ RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))
 class SpectrogramCritic(nn.Module):
     """One resolution: log magnitude [B, 1, F, T] -> per-patch scores and the features on the way."""
 
+    window: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(self, n_fft: int, hop: int, channels: int = 8) -> None:
         super().__init__()
         self.n_fft, self.hop = n_fft, hop

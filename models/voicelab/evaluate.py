@@ -156,7 +156,7 @@ def _figures(clones: list[np.ndarray], refs: list[Reference], history: list[Step
     fig, ax = plt.subplots(figsize=(7, 3))
     real = np.concatenate([f0_track(r.audio, r.rate) for r in refs])
     clone = np.concatenate([f0_track(c, SAMPLE_RATE) for c in clones])
-    bins = np.geomspace(60, 500, 40)
+    bins = np.geomspace(60, 500, 40).tolist()
     ax.hist(real[real > 0], bins=bins, alpha=0.6, label="real parent", density=True)
     ax.hist(clone[clone > 0], bins=bins, alpha=0.6, label="clone", density=True)
     ax.set_xscale("log")

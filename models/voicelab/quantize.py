@@ -90,7 +90,7 @@ def _rewrite_conv(g: _Graph, conv: onnx.NodeProto, new: list[onnx.NodeProto], in
     else:
         node = g.only_consumer(conv.output[0], "Cast")
     mul = g.only_consumer(node.output[0], "Mul") if node is not None else None
-    if mul is None or (node is not None and g.only_consumer(conv.output[0], "Add") and bias is None):
+    if node is None or mul is None or (g.only_consumer(conv.output[0], "Add") and bias is None):
         raise ValueError(f"unexpected pattern after {conv.name}")
     scale_name = next(i for i in mul.input if i != node.output[0])
     weight *= _weight_scale(g, scale_name)

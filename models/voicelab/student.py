@@ -42,10 +42,9 @@ def overlap_add(frames: torch.Tensor) -> torch.Tensor:
     """[B, L, N_FFT] -> [B, HOP*L], the inverse of `frames_of` (before window normalisation)."""
     b, length, _ = frames.shape
     parts = N_FFT // HOP
-    total = None
-    for i in range(parts):
-        piece = F.pad(frames[:, :, i * HOP : (i + 1) * HOP], (0, 0, i, parts - 1 - i))  # [B, L+3, HOP]
-        total = piece if total is None else total + piece
+    total = F.pad(frames[:, :, :HOP], (0, 0, 0, parts - 1))  # [B, L+3, HOP]
+    for i in range(1, parts):
+        total = total + F.pad(frames[:, :, i * HOP : (i + 1) * HOP], (0, 0, i, parts - 1 - i))
     flat = total.reshape(b, (length + parts - 1) * HOP)
     pad_left = (N_FFT - HOP) // 2
     return flat[:, pad_left : pad_left + length * HOP]
@@ -74,6 +73,12 @@ class Block(nn.Module):
 
 
 class StudentHead(nn.Module):
+    # Buffers, registered in __init__; declared here so that type checkers know them as tensors.
+    dft: torch.Tensor
+    idft: torch.Tensor
+    window: torch.Tensor
+    envelope: torch.Tensor
+
     def __init__(self, dim: int = 256, layers: int = 6, kernel: int = 5, mult: int = 3) -> None:
         super().__init__()
         self.config = {"dim": dim, "layers": layers, "kernel": kernel, "mult": mult}
