@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from hearmylove import protocol as p
-from hearmylove.controller import Button, Controller, Light, Limits, Pressed, State
+from hearmylove.controller import Controller, Limits, State
 from hearmylove.library import Library
+from hearmylove.messages import Button, Light, Pressed
 
 from .fakes import FakePlayer, FakeRenderer, RecordingPublisher
 

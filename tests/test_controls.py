@@ -11,8 +11,8 @@ import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from pydantic import ValidationError
 
-from hearmylove.controller import Button, Light
 from hearmylove.controls import Controls, ControlsConfig
+from hearmylove.messages import Button, Light
 
 pytestmark = pytest.mark.fast
 

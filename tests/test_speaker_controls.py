@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from hearmylove.audio import WavFileOutput
 from hearmylove.config import DaemonConfig
-from hearmylove.controller import Light
 from hearmylove.daemon import Daemon
 from hearmylove.engine.engine import Engine
+from hearmylove.messages import Light
 from hearmylove.mqtt import Incoming
 from hearmylove.protocol import COMMANDS
 from hearmylove.remote import Remote

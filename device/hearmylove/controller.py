@@ -1,25 +1,38 @@
 """The speaker's one state machine: commands, buttons, timers and the player all go
 through here, on one thread, in the order they happened.
 
-It knows nothing of MQTT, GPIO or sound cards: it talks to ports (the Protocols
-below). Adapters running on other threads never call it directly; they post inputs
-to the daemon's queue, and the daemon hands them to `Controller.dispatch`.
+It knows nothing of MQTT, GPIO or sound cards: it talks to ports (the Protocols in
+`ports`). Adapters running on other threads never call it directly; they post inputs
+(`messages`) to the daemon's queue, and the daemon hands them to `Controller.dispatch`.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from . import protocol as p
 from .errors import HearMyLoveError
 from .library import Library, Story
+from .messages import (
+    AudioStarted,
+    Button,
+    Light,
+    PlaybackEnded,
+    Pressed,
+    Progress,
+    Rendered,
+    RenderFailed,
+    SourceFailed,
+    VoicesChanged,
+)
+from .ports import PlayerPort, Publisher, RendererPort
 from .voicecommands import ACTIVE, VoiceCommands, VoicesPort
 
 log = logging.getLogger(__name__)
@@ -36,114 +49,6 @@ class State(enum.Enum):
     PAUSED = "paused"
     SLEEPING = "sleeping"  # the sleep timer ended playback; a press wakes it
     ERROR = "error"
-
-
-class Button(enum.Enum):
-    """What the child asked for (the GPIO adapter turns presses into these)."""
-
-    PLAY_PAUSE = "play_pause"
-    """Single press of the big button."""
-    NEXT = "next"
-    """Big button held for `hold_seconds`."""
-    REPEAT = "repeat"
-    """Two presses of the big button within `double_press_seconds`."""
-    HEART = "heart"
-    """Heart button pressed."""
-
-
-class Light(enum.Enum):
-    """What the LED tells the child."""
-
-    OFF = "off"
-    READY = "ready"
-    """Slow breathing: waiting for a press."""
-    PLAYING = "playing"
-    """Solid on."""
-    NEW_STORY = "new_story"
-    """Blinking about once a second: a parent sent a story."""
-    ERROR = "error"
-    """Fast blink, about 5 Hz."""
-
-
-class PlayerPort(Protocol):
-    def play(
-        self,
-        chunks: Iterable[np.ndarray],
-        on_finished: Callable[[bool], None] | None = None,
-        on_progress: Callable[[float], None] | None = None,
-        start_at: float = 0.0,
-    ) -> None: ...
-    def pause(self) -> bool: ...
-    def resume(self) -> bool: ...
-    def stop(self) -> None: ...
-    def set_volume(self, volume: float) -> float: ...
-    def chime(self) -> bool: ...
-    @property
-    def position(self) -> float: ...
-
-
-class RendererPort(Protocol):
-    def prerender(self, story: Story) -> None: ...
-    def cancel(self, story_id: str) -> None: ...
-    def source(self, story: Story) -> Iterator[np.ndarray]: ...
-    def duration(self, story: Story) -> float | None: ...
-    def is_ready(self, story: Story) -> bool: ...
-    def check(self, text: str, lang: str) -> None:
-        """Raise a HearMyLoveError naming the problem if the text cannot be told."""
-        ...
-
-
-class Publisher(Protocol):
-    def event(self, event: p.Event) -> None: ...
-    def state(self, state: p.DeviceState) -> None: ...
-
-
-# -- inputs posted from other threads -----------------------------------------------
-
-
-@dataclass(frozen=True)
-class AudioStarted:
-    token: int
-
-
-@dataclass(frozen=True)
-class PlaybackEnded:
-    token: int
-    completed: bool
-
-
-@dataclass(frozen=True)
-class Progress:
-    token: int
-    position: float
-
-
-@dataclass(frozen=True)
-class SourceFailed:
-    token: int
-    message: str
-
-
-@dataclass(frozen=True)
-class Rendered:
-    story_id: str
-    duration: float
-
-
-@dataclass(frozen=True)
-class RenderFailed:
-    story_id: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Pressed:
-    button: Button
-
-
-@dataclass(frozen=True)
-class VoicesChanged:
-    """A pack was installed or rolled back, or the active voice chosen: publish the state."""
 
 
 @dataclass

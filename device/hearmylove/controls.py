@@ -13,11 +13,14 @@ import threading
 from collections.abc import Callable, Iterator
 from itertools import combinations, cycle
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import gpiozero
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .controller import Button, Light
+from .messages import Button, Light
+
+if TYPE_CHECKING:  # imported where the pins are opened: reading the config must not load GPIO code
+    import gpiozero
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,8 @@ class Controls:
         self._brightness = config.led_brightness
         self._devices: list[gpiozero.Device] = []
         bounce = config.bounce_ms / 1000 or None
+        import gpiozero  # here, not at the top: the config (ControlsConfig) is read without GPIO code
+
         try:
             self._big = gpiozero.Button(
                 config.big_button_pin,

@@ -22,11 +22,12 @@ from . import __version__, basemodel
 from . import protocol as p
 from .audio import Player, SoundDeviceOutput
 from .config import DaemonConfig
-from .controller import Controller, Light, Limits, Pressed, Rendered, RenderFailed
+from .controller import Controller, Limits
 from .controls import Controls
 from .engine.cache import RenderCache
 from .engine.engine import ENGINE_VERSION, Engine
 from .library import Library
+from .messages import Light, Pressed, Rendered, RenderFailed
 from .mqtt import Incoming, MqttLink
 from .renderer import Renderer
 from .voicestore import VoiceStore
