@@ -10,6 +10,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # PortAudio for the player, Mosquitto for the demo and the integration tests.
 { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q libportaudio.so.2 || need_apt+=(libportaudio2)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# Redis for the studio service's job queue (its tests start their own on a free port).
+command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 # The parent's web app: MQTT.js from npm; its browser test drives Debian's Chromium.
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)

@@ -62,9 +62,23 @@ def pack_field(path: Path) -> str:
     return encoded
 
 
+def install_fields(pack: Path, activate: bool = True) -> dict[str, Any]:
+    """The voice.install command's fields for a pack file."""
+    return {"pack": pack_field(pack), "activate": activate}
+
+
+def install(
+    remote: Remote, device: str, pack: Path, activate: bool = True, progress: Callable[[Progress], None] | None = None
+) -> Reply:
+    """Send a signed pack to a speaker and wait for its verdict (the CLI and the studio service)."""
+    return remote.send(
+        device, "voice.install", timeout=INSTALL_TIMEOUT, progress=progress, **install_fields(pack, activate)
+    )
+
+
 def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     if args.voice_action == "install":
-        return "voice.install", {"pack": pack_field(Path(args.pack)), "activate": not args.keep_active}
+        return "voice.install", install_fields(Path(args.pack), activate=not args.keep_active)
     if args.voice_action == "use":
         if (args.voice is None) == (not args.stock):
             raise HearMyLoveError("voice use needs a voice id, or --stock for the speaker's own voice")
@@ -129,4 +143,4 @@ def add_parser(sub: Any, options: Callable[[argparse.ArgumentParser], None], fun
     voice.set_defaults(func=func)
 
 
-__all__ = ["add_parser", "describe", "run"]
+__all__ = ["add_parser", "describe", "install", "run"]
