@@ -58,13 +58,15 @@ def _pack_voice(args: argparse.Namespace, config: EngineConfig) -> Voice | None:
         return None
     from .basemodel import read_manifest
     from .engine.engine import ensure_models
+    from .engine.vocoders import installed_student
     from .voicepack import load_public_key, open_pack
 
     if not args.trust:
         raise HearMyLoveError(f"{path} is a voice pack: name the studio's public key with --trust studio.pub")
     keys = [load_public_key(Path(p).read_text()) for p in args.trust]
     ensure_models(config)
-    _, voice = open_pack(path, keys, str(read_manifest(config.model_dir)["base_model_sha256"]))
+    base = str(read_manifest(config.model_dir)["base_model_sha256"])
+    _, voice = open_pack(path, keys, base, student=installed_student(config.model_dir))
     return voice
 
 

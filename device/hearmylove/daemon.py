@@ -26,6 +26,7 @@ from .controller import Controller, Limits
 from .controls import Controls
 from .engine.cache import RenderCache
 from .engine.engine import ENGINE_VERSION, Engine
+from .engine.vocoders import installed_student
 from .library import Library
 from .messages import Light, Pressed, Rendered, RenderFailed
 from .mqtt import Incoming, MqttLink
@@ -70,6 +71,7 @@ class Daemon:
             str(basemodel.read_manifest(config.engine.model_dir)["base_model_sha256"]),
             stock=self.engine.voice,
             device_id=config.device_id,
+            student=installed_student(config.engine.model_dir),
         )
         self.renderer = Renderer(
             self.engine,

@@ -1,11 +1,12 @@
 """Voice packs: a family's voice as the studio ships it to a speaker.
 
 A pack is a folder or `.tar` holding `manifest.json`, its raw ed25519 signature
-`manifest.sig`, and the payload (`style.npy`). The manifest lists the sha256 of every
-payload file, so the signature covers them all. The speaker accepts only packs signed
-by a key in its config, made for the base model it runs. Installing unpacks into a temp
-folder beside the voices, verifies, fsyncs and renames; the previous pack stays as
-`<id>.previous` until `commit` says the new one has played.
+`manifest.sig`, and the payload (`style.npy`, and for a parent's adapted vocoder
+`vocoder.npz`, a low-rank delta on the student head that the speaker merges at install).
+The manifest lists the sha256 of every payload file, so the signature covers them all.
+The speaker accepts only packs signed by a key in its config, made for the base model it
+runs. Installing unpacks into a temp folder beside the voices, verifies, fsyncs and
+renames; the previous pack stays as `<id>.previous` until `commit` says the new one has played.
 
 Nothing from a pack touches the disk before its manifest's signature checks out: the
 manifest and signature are read from the tar first (at most `MAX_MEMBERS` members are
@@ -15,6 +16,7 @@ lists are written, by this module, with mode 0644, whatever the tar says.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import binascii
 import io
@@ -24,6 +26,8 @@ import re
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Literal
@@ -32,10 +36,12 @@ import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .basemodel import BASE_MODEL_NAME, _sha256
 from .durable import fsync
+from .engine import adapted
+from .engine.vocoders import StudentBuild
 from .engine.voices import STYLE_DIM, Voice
 from .errors import VoiceError, VoicePackError
 from .protocol import VOICE_ID_PATTERN
@@ -70,6 +76,19 @@ class Consent(BaseModel):
     """The consent text the speaker agreed to, word for word."""
 
 
+class AdaptedVocoder(BaseModel):
+    """The parent's own vocoder: `vocoder.npz` is a delta on the student head with this sha256."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    base_head_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """The shipped head it was fine-tuned from (models/weights/student-head.json)."""
+    rank: int = Field(ge=1, le=adapted.MAX_RANK)
+    steps: int = Field(ge=0)
+    """Fine-tuning steps on the parent's recordings."""
+    speech_seconds: float = Field(ge=0)
+    """Seconds of the parent's speech it was trained on."""
+
+
 class PackManifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     format_version: Literal[1] = FORMAT_VERSION
@@ -87,6 +106,14 @@ class PackManifest(BaseModel):
     """Figures from the studio's quality report (e.g. speaker similarity, WER)."""
     consent: Consent
     created_at: datetime
+    vocoder: AdaptedVocoder | None = None
+    """Set when the pack carries the parent's adapted vocoder (`vocoder.npz`)."""
+
+    @model_validator(mode="after")
+    def _delta_listed(self) -> PackManifest:
+        if (self.vocoder is not None) != (adapted.DELTA_FILE in self.files):
+            raise ValueError(f"{adapted.DELTA_FILE!r} must be listed exactly when the manifest describes a vocoder")
+        return self
 
     @field_validator("files")
     @classmethod
@@ -199,7 +226,30 @@ def _verify_folder(
     _check_files(folder, manifest)
     _check_base(manifest, base_model_sha256)
     _check_style(folder / STYLE)
+    if manifest.vocoder is not None:
+        adapted.read_delta(folder / adapted.DELTA_FILE)
     return manifest
+
+
+def merge_vocoder(folder: Path, manifest: PackManifest, student: StudentBuild | None) -> None:
+    """Merge a verified pack's vocoder delta into the speaker's student head, once, beside it."""
+    if manifest.vocoder is None:
+        return
+    if student is None:
+        raise VoicePackError(
+            f"voice pack {manifest.voice_id!r} carries {manifest.consent.recorded_by}'s own vocoder, but this "
+            "speaker has no student vocoder built; build it: voicelab build --vocoder student"
+        )
+    if student.head_sha256 != manifest.vocoder.base_head_sha256:
+        raise VoicePackError(
+            f"voice pack {manifest.voice_id!r} adapts the student head {manifest.vocoder.base_head_sha256[:16]}, "
+            f"this speaker runs {student.head_sha256[:16]}; clone the voice again against this speaker's head"
+        )
+    with np.load(student.weights, allow_pickle=False) as npz:
+        base = {name: npz[name] for name in npz.files}
+    merged = adapted.merge(base, adapted.read_delta(folder / adapted.DELTA_FILE))
+    digest = adapted.write_merged(folder / adapted.MERGED_FILE, merged)
+    (folder / (adapted.MERGED_FILE + ".sha256")).write_text(digest + "\n")
 
 
 def _check_base(manifest: PackManifest, base_model_sha256: str) -> None:
@@ -320,27 +370,59 @@ def unpack(pack: Path | bytes, dest: Path, trusted_keys: list[Ed25519PublicKey])
         raise VoicePackError(f"not a voice pack: {name} is not a readable tar ({reason}); download it again") from exc
 
 
-def verify_pack(
-    path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str, device_id: str | None = None
-) -> PackManifest:
-    """Check signature, consent (when `device_id`: the speaker it is for), every hash, base model
-    and style; raise VoicePackError naming the problem."""
-    return open_pack(path, trusted_keys, base_model_sha256, device_id)[0]
-
-
-def open_pack(
-    path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str, device_id: str | None = None
-) -> tuple[PackManifest, Voice]:
-    """Verify a pack without installing it and return its voice (to listen to it in the studio,
-    which passes no `device_id`; a speaker always passes its own)."""
+@contextmanager
+def _verified(
+    path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str, device_id: str | None
+) -> Iterator[tuple[Path, PackManifest]]:
+    """The pack's folder (a tar unpacked into a temporary one) and its verified manifest."""
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="voicepack-") as tmp:
         folder = path
         if not path.is_dir():
             unpack(path, Path(tmp), trusted_keys)
             folder = Path(tmp)
-        manifest = _verify_folder(folder, trusted_keys, base_model_sha256, device_id)
-        return manifest, Voice(manifest.voice_id, _check_style(folder / STYLE))
+        yield folder, _verify_folder(folder, trusted_keys, base_model_sha256, device_id)
+
+
+def verify_pack(
+    path: Path, trusted_keys: list[Ed25519PublicKey], base_model_sha256: str, device_id: str | None = None
+) -> PackManifest:
+    """Check signature, consent (when `device_id`: the speaker it is for), every hash, base model,
+    style and the form of a vocoder delta; raise VoicePackError naming the problem."""
+    with _verified(path, trusted_keys, base_model_sha256, device_id) as (_, manifest):
+        return manifest
+
+
+def open_pack(
+    path: Path,
+    trusted_keys: list[Ed25519PublicKey],
+    base_model_sha256: str,
+    device_id: str | None = None,
+    student: StudentBuild | None = None,
+) -> tuple[PackManifest, Voice]:
+    """Verify a pack without installing it and return its voice (to listen to it in the studio,
+    which passes no `device_id`; a speaker always passes its own). A pack with an adapted vocoder
+    needs the `student` it was made for; its merged head lives in a folder removed at exit."""
+    with _verified(path, trusted_keys, base_model_sha256, device_id) as (folder, manifest):
+        style = _check_style(folder / STYLE)
+        if manifest.vocoder is None:
+            return manifest, Voice(manifest.voice_id, style)
+        keep = Path(tempfile.mkdtemp(prefix="voicepack-vocoder-"))
+        atexit.register(shutil.rmtree, keep, True)
+        shutil.copy(folder / adapted.DELTA_FILE, keep / adapted.DELTA_FILE)
+        merge_vocoder(keep, manifest, student)
+        return manifest, _voice(keep, manifest.voice_id, style)
+
+
+def _voice(folder: Path, voice_id: str, style: np.ndarray) -> Voice:
+    """The engine's voice for a pack folder; with the merged vocoder when the pack has one."""
+    merged = folder / adapted.MERGED_FILE
+    if not merged.is_file():
+        return Voice(voice_id, style)
+    digest = (folder / (adapted.MERGED_FILE + ".sha256")).read_text().strip()
+    if _sha256(merged) != digest:
+        raise VoicePackError(f"{voice_id}'s merged vocoder no longer matches its sha256; install the pack again")
+    return Voice(voice_id, style, vocoder=merged, vocoder_sha256=digest)
 
 
 def _swap_in(incoming: Path, voices_dir: Path, voice_id: str) -> Path:
@@ -369,16 +451,19 @@ def stage_pack(
     trusted_keys: list[Ed25519PublicKey],
     base_model_sha256: str,
     device_id: str | None = None,
+    student: StudentBuild | None = None,
 ) -> tuple[Path, PackManifest]:
-    """Unpack and verify into a hidden folder beside the voices, flushed to disk: all the slow
-    work of an install, none of it visible. The caller swaps it in (`swap_in`) or removes it.
-    A speaker passes its `device_id`: a pack whose consent names another speaker is refused."""
+    """Unpack, verify and (for an adapted vocoder) merge into a hidden folder beside the voices,
+    flushed to disk: all the slow work of an install, none of it visible. The caller swaps it in
+    (`swap_in`) or removes it. A speaker passes its `device_id`: a pack whose consent names
+    another speaker is refused; and its `student` build, which an adapted vocoder needs."""
     voices_dir = Path(voices_dir)
     voices_dir.mkdir(parents=True, exist_ok=True)
     incoming = Path(tempfile.mkdtemp(prefix=_INCOMING, dir=voices_dir))
     try:
         unpack(pack, incoming, trusted_keys)
         manifest = _verify_folder(incoming, trusted_keys, base_model_sha256, device_id)
+        merge_vocoder(incoming, manifest, student)
         for entry in incoming.iterdir():
             fsync(entry)
         fsync(incoming)
@@ -405,9 +490,10 @@ def install_pack(
     trusted_keys: list[Ed25519PublicKey],
     base_model_sha256: str,
     device_id: str | None = None,
+    student: StudentBuild | None = None,
 ) -> Path:
     """Verify and install atomically; on any failure the voices folder is left as it was."""
-    return swap_in(*stage_pack(pack, voices_dir, trusted_keys, base_model_sha256, device_id))
+    return swap_in(*stage_pack(pack, voices_dir, trusted_keys, base_model_sha256, device_id, student))
 
 
 def commit(voices_dir: Path, voice_id: str) -> None:
@@ -472,4 +558,4 @@ def load_voice(voices_dir: Path, voice_id: str) -> Voice:
     manifest = manifest_of(voices_dir, voice_id)
     if _sha256(folder / STYLE) != manifest.files[STYLE]:
         raise VoicePackError(f"installed {voice_id}/{STYLE} no longer matches its manifest; install the pack again")
-    return Voice(voice_id, _check_style(folder / STYLE))
+    return _voice(folder, voice_id, _check_style(folder / STYLE))

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import voicepack
+from .engine.vocoders import StudentBuild
 from .engine.voices import Voice
 from .errors import HearMyLoveError, VoicePackError
 
@@ -27,7 +28,13 @@ StockVoices = Callable[[str | None, str], Voice]
 
 class VoiceStore:
     def __init__(
-        self, folder: Path, trusted_keys: list[str], base_model_sha256: str, stock: StockVoices, device_id: str
+        self,
+        folder: Path,
+        trusted_keys: list[str],
+        base_model_sha256: str,
+        stock: StockVoices,
+        device_id: str,
+        student: StudentBuild | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -36,6 +43,8 @@ class VoiceStore:
         self._stock = stock
         self.device_id = device_id
         """A pack whose consent names another speaker is refused."""
+        self._student = student
+        """The built student vocoder: a pack with the parent's adapted vocoder is merged into it."""
         self._lock = threading.Lock()
         self._installing = threading.Lock()  # one install at a time: a sweep never hits another's files
         voicepack.sweep(self.folder)
@@ -57,7 +66,9 @@ class VoiceStore:
             raise VoicePackError("the voice pack is not valid base64; send the .tar file base64-encoded") from None
         with self._installing:
             try:
-                incoming, manifest = voicepack.stage_pack(data, self.folder, self._keys, self._base, self.device_id)
+                incoming, manifest = voicepack.stage_pack(
+                    data, self.folder, self._keys, self._base, self.device_id, self._student
+                )
             except BaseException:
                 with self._lock:
                     voicepack.sweep(self.folder)  # and whatever an earlier, killed install left behind

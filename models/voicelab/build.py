@@ -40,6 +40,9 @@ FRONT_FEATURES = "/decoder/decoder/decode.3/Div_4_output_0"  # [1, 512, 2T]: the
 FRONT_SOURCE = "/decoder/decoder/generator/m_source/l_tanh/Tanh_output_0"  # [1, 600T, 1]: harmonic source
 VOCODER_INPUTS = ["asr", "F0_pred", "N_pred", "style_timbre"]
 ALL_VOCODERS = ("qdq", "student")
+STUDENT_RECIPE = 2
+"""2: the head's tensors carry their torch names in the graph, and its weights are saved beside it
+(a parent's adapted vocoder is merged into them at install: `hearmylove.engine.adapted`)."""
 
 
 def dft_matrices() -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +127,7 @@ def build_student(model_dir: Path, weights_dir: Path, progress: Progress) -> Pat
     front = compose.add_prefix(extract_front(model_dir / basemodel.VOCODER_FILE), "front/")
     _rename_io(front.graph.input, front.graph.node, "front/", "input")
     head = onnx.load(str(weights_dir / HEAD_FILE))
+    weights = name_head_tensors(head)
     restore_dft(head, manifest["computed"])
     head = compose.add_prefix(head, "head/")
     _rename_io(head.graph.output, head.graph.node, "head/", "output")
@@ -137,9 +141,42 @@ def build_student(model_dir: Path, weights_dir: Path, progress: Progress) -> Pat
     onnx.save(merged, str(tmp))
     fsync(tmp)
     tmp.replace(out)
+    weights_file = out.with_suffix(".head.npz")
+    with weights_file.open("wb") as f:
+        np.savez(f, **{name: value for name, (_, value) in weights.items()})
+    fsync(weights_file)
     training = {k: manifest.get(k) for k in ("steps", "training_minutes", "data_minutes")}
-    vocoders.record(model_dir, "student", out, {"head_sha256": digest, **training})
+    source = {
+        "head_sha256": digest,
+        "recipe": STUDENT_RECIPE,
+        "weights_file": weights_file.name,
+        "weights_sha256": _sha256(weights_file),
+        "tensors": {name: f"head/{graph_name}" for name, (graph_name, _) in weights.items()},
+        **training,
+    }
+    vocoders.record(model_dir, "student", out, source)
     return out
+
+
+def name_head_tensors(head: onnx.ModelProto) -> dict[str, tuple[str, np.ndarray]]:
+    """Give the head's anonymous MatMul weights their torch names (`blocks.0.up.weight.T`, stored
+    [in, out]) and return torch name -> (graph name, value in torch's layout) for every weight."""
+    graph_names: dict[str, str] = {}
+    for node in head.graph.node:
+        if node.op_type == "MatMul" and node.input[1].startswith("onnx::MatMul"):
+            module = node.name.strip("/").rsplit("/", 1)[0].replace("/", ".")
+            graph_names[node.input[1]] = f"{module}.weight.T"
+            node.input[1] = graph_names[node.input[1]]
+    tensors: dict[str, tuple[str, np.ndarray]] = {}
+    for init in head.graph.initializer:
+        if init.name in graph_names:
+            init.name = graph_names[init.name]
+        if init.name.startswith(("onnx::", "student_")):
+            continue
+        value = numpy_helper.to_array(init)
+        name = init.name.removesuffix(".T")
+        tensors[name] = (init.name, value.T.copy() if init.name.endswith(".T") else value)
+    return tensors
 
 
 def _rename_io(values: Iterable, nodes: Iterable, prefix: str, side: str) -> None:
@@ -182,7 +219,8 @@ def _current(model_dir: Path, name: str, weights_dir: Path) -> bool:
     if name != "student":
         return True
     head = read_head_manifest(weights_dir)["files"][HEAD_FILE]["sha256"]
-    return vocoders.built(model_dir)["student"].source.get("head_sha256") == head
+    source = vocoders.built(model_dir)["student"].source
+    return source.get("head_sha256") == head and source.get("recipe") == STUDENT_RECIPE
 
 
 def build(

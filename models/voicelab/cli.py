@@ -113,6 +113,7 @@ def cmd_clone(args: argparse.Namespace) -> int:
         key=Path(args.key),
         out=out,
         budget_minutes=args.budget_minutes,
+        vocoder_minutes=args.vocoder_minutes,
         max_evaluations=args.max_evaluations,
         add_to_voice_bank=args.add_to_bank,
         progress=_progress,
@@ -175,6 +176,7 @@ def cmd_distill_train(args: argparse.Namespace) -> int:
         batch=args.batch,
         threads=args.threads,
         adversarial_from=args.adversarial_from,
+        lr=args.lr,
         init=Path(args.init) if args.init else None,
         progress=_progress,
     )
@@ -225,6 +227,7 @@ def _add_distill_commands(sub: argparse._SubParsersAction) -> None:  # type: ign
     train.add_argument("--minutes", type=float, help="stop after this long (resume later)")
     train.add_argument("--until", type=int, help="stop at this step (resume later)")
     train.add_argument("--batch", type=int, default=16)
+    train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the schedule (default 2e-3)")
     train.add_argument("--threads", type=int, default=2)
     train.add_argument("--adversarial-from", type=int, help="step from which a spectrogram critic joins the losses")
     train.add_argument(
@@ -256,7 +259,13 @@ def _add_clone_commands(sub: argparse._SubParsersAction) -> None:  # type: ignor
     clone.add_argument("--display-name", help="name shown to the family (default: --name)")
     clone.add_argument("--lang", choices=["en", "zh"], required=True, help="the language of the recordings")
     clone.add_argument("--out", required=True, help="voice pack to write, e.g. mama.tar")
-    clone.add_argument("--budget-minutes", type=float, default=8.0, help="time for speaker adaptation (default 8)")
+    clone.add_argument("--budget-minutes", type=float, default=5.0, help="time for the style search (default 5)")
+    clone.add_argument(
+        "--vocoder-minutes",
+        type=float,
+        default=7.0,
+        help="time for fine-tuning the parent's own vocoder (default 7; 0: the speaker's vocoder)",
+    )
     clone.add_argument("--max-evaluations", type=int, default=2000, help="or stop after this many candidates")
     clone.add_argument(
         "--add-to-bank",

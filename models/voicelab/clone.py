@@ -363,8 +363,9 @@ def _stalled(checks: list[tuple[int, float]], patience: int) -> bool:
     return max(s for _, s in checks[-patience:]) <= max(s for _, s in checks[:-patience]) + 0.002
 
 
-def intelligibility(engine: Engine, styles: np.ndarray, lang: str) -> tuple[float, str]:
-    audio = engine.synthesize(CHECK_TEXTS[lang], Voice("check", styles), lang)
+def intelligibility(engine: Engine, styles: np.ndarray, lang: str, voice: Voice | None = None) -> tuple[float, str]:
+    """Whisper's error on the check sentence in `styles` (or in `voice`, with its own vocoder)."""
+    audio = engine.synthesize(CHECK_TEXTS[lang], voice or Voice("check", styles), lang)
     heard = transcribe(audio, SAMPLE_RATE, lang)
     error = wer(CHECK_TEXTS[lang], heard) if lang == "en" else cer_zh(CHECK_TEXTS[lang], heard)
     return error, heard

@@ -26,8 +26,18 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from hearmylove.basemodel import read_manifest
+from hearmylove.engine import adapted
 from hearmylove.errors import VoicePackError
-from hearmylove.voicepack import MANIFEST, SIGNATURE, STYLE, Consent, PackManifest, _check_style, verify_pack
+from hearmylove.voicepack import (
+    MANIFEST,
+    SIGNATURE,
+    STYLE,
+    AdaptedVocoder,
+    Consent,
+    PackManifest,
+    _check_style,
+    verify_pack,
+)
 
 
 def public_key_path(key_path: Path) -> Path:
@@ -88,8 +98,10 @@ def build_pack(
     base_model_dir: Path,
     signing_key_path: Path,
     out: Path,
+    vocoder: tuple[AdaptedVocoder, dict[str, np.ndarray]] | None = None,
 ) -> PackManifest:
-    """Write a signed pack to `out` (a .tar, or a folder for any other name) and check it reads back."""
+    """Write a signed pack to `out` (a .tar, or a folder for any other name) and check it reads back.
+    `vocoder`: the parent's adapted vocoder, its description and its delta tensors (`adapt.lora`)."""
     base = read_manifest(base_model_dir)
     key = load_signing_key(signing_key_path)
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,19 +109,27 @@ def build_pack(
         np.save(style_path, np.asarray(style, dtype=np.float32))
         _check_style(style_path)
         style_bytes = style_path.read_bytes()
+        payload = {STYLE: style_bytes}
+        if vocoder is not None:
+            delta_path = Path(tmp) / adapted.DELTA_FILE
+            with delta_path.open("wb") as f:
+                np.savez(f, **{name: value.astype(np.float16) for name, value in vocoder[1].items()})
+            adapted.read_delta(delta_path)
+            payload[adapted.DELTA_FILE] = delta_path.read_bytes()
     manifest = PackManifest(
         voice_id=voice_id,
         display_name=display_name,
         languages=languages,  # type: ignore[arg-type]
         base_model=str(base["base_model"]),
         base_model_sha256=str(base["base_model_sha256"]),
-        files={STYLE: hashlib.sha256(style_bytes).hexdigest()},
+        files={name: hashlib.sha256(blob).hexdigest() for name, blob in payload.items()},
         quality=quality,
         consent=consent,
         created_at=datetime.now(UTC),
+        vocoder=vocoder[0] if vocoder is not None else None,
     )
-    data = manifest.model_dump_json(indent=2).encode()
-    files = {MANIFEST: data, SIGNATURE: key.sign(data), STYLE: style_bytes}
+    data = manifest.model_dump_json(indent=2, exclude_none=True).encode()
+    files = {MANIFEST: data, SIGNATURE: key.sign(data), **payload}
     out = Path(out)
     if out.exists():
         raise VoicePackError(f"{out} already exists; remove it or choose another --out")

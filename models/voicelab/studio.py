@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hearmylove.basemodel import read_manifest
 from hearmylove.engine.engine import Engine
+from hearmylove.engine.vocoders import installed_student
+from hearmylove.engine.voices import Voice
 from hearmylove.errors import RecordingError
 from hearmylove.paths import default_model_dir
 from hearmylove.voicepack import Consent, load_public_key, open_pack
@@ -28,9 +31,12 @@ from .clone import (
     nearest_stock,
 )
 from .encoder import SpeakerEncoder
-from .enroll import enroll, read_audio
+from .enroll import Enrollment, enroll, read_audio
 from .evaluate import Reference, Scores, render, score, write_report
 from .pack import build_pack
+
+if TYPE_CHECKING:
+    from .adapt.run import ParentVocoder
 
 
 @dataclass
@@ -53,7 +59,11 @@ def clone_voice(
     progress: Progress,
     max_evaluations: int = 2000,
     add_to_voice_bank: bool = False,
+    vocoder_minutes: float = 0.0,
 ) -> CloneResult:
+    """Recordings -> a signed pack: the style vector (encoding, then CMA-ES for `budget_minutes`),
+    then, for `vocoder_minutes` > 0, the parent's own vocoder (the student head fine-tuned on
+    the recordings), kept only if Whisper still understands it."""
     encoder = SpeakerEncoder()
     progress(f"checking {len(files)} recording(s)")
     enrollment = enroll(files, encoder)
@@ -82,22 +92,30 @@ def clone_voice(
         fallback=nearest_stock(enrollment, bank, engine).styles,
     )
     progress(f"adaptation stopped ({adapted.stopped}); Whisper heard: {adapted.heard!r}")
+    voice = Voice(voice_id, adapted.styles)
+    quality: dict[str, float] = {}
+    parent = None
+    if vocoder_minutes > 0:
+        parent, voice, quality = _own_vocoder(engine, enrollment, lang, voice, vocoder_minutes, work, progress)
     languages = [lang]
     other = "zh" if lang == "en" else "en"
-    other_error, heard = intelligibility(engine, adapted.styles, other)
+    other_error, heard = intelligibility(engine, adapted.styles, other, voice)
     if other_error <= MAX_CHECK_ERROR[other]:
         languages.append(other)
     else:
         progress(f"the voice is not clear enough in {other} ({heard!r}); the pack is for {lang} only")
-    quality = {
+    quality |= {
         "similarity_start": adapted.start_similarity,
         "similarity": adapted.similarity,
-        f"check_error_{lang}": adapted.check_error,
+        f"check_error_{lang}": quality.get(f"check_error_{lang}", adapted.check_error),
         f"check_error_{other}": other_error,
         "speech_seconds": enrollment.speech_seconds,
         "evaluations": float(len(adapted.history)),
     }
-    build_pack(adapted.styles, voice_id, display_name, languages, consent, quality, default_model_dir(), key, out)
+    vocoder = (parent.manifest, parent.delta) if parent is not None else None
+    build_pack(
+        adapted.styles, voice_id, display_name, languages, consent, quality, default_model_dir(), key, out, vocoder
+    )
     if add_to_voice_bank:  # only with the family's consent: later clones start from this voice
         add_to_bank(voice_id, adapted.styles)
     log = out.with_name(out.name + ".clone.json")
@@ -112,6 +130,35 @@ def clone_voice(
         )
     )
     return CloneResult(adapted.start_similarity, adapted.similarity, languages, log)
+
+
+def _own_vocoder(
+    engine: Engine,
+    enrollment: Enrollment,
+    lang: str,
+    voice: Voice,
+    minutes: float,
+    work: Path,
+    progress: Progress,
+) -> tuple[ParentVocoder | None, Voice, dict[str, float]]:
+    """Fine-tune the vocoder on the recordings; keep it only if Whisper understands it."""
+    from .adapt.run import adapt_vocoder, merged_voice  # torch: the studio extra
+
+    recordings = [(r.path, r.transcript) for r in enrollment.recordings]
+    parent = adapt_vocoder(engine, recordings, lang, voice, minutes * 60, work, progress=progress)
+    own = merged_voice(engine, voice, parent.delta, work)
+    error, heard = intelligibility(engine, voice.styles, lang, own)
+    if error > MAX_CHECK_ERROR[lang]:
+        progress(f"with its own vocoder Whisper heard {heard!r}: the pack keeps the speaker's vocoder")
+        return None, voice, {"vocoder_rejected": 1.0}
+    progress(f"the parent's own vocoder: Whisper heard {heard!r}")
+    quality = {
+        "vocoder_steps": float(parent.tuned.best_step),
+        "vocoder_held_out_loss_start": parent.tuned.held_out_start,
+        "vocoder_held_out_loss": parent.tuned.held_out_best,
+        f"check_error_{lang}": error,
+    }
+    return parent, own, quality
 
 
 def read_references(refs: list[Path], texts: list[str] | None) -> list[Reference]:
@@ -145,7 +192,9 @@ def evaluate_pack(
     progress: Progress,
 ) -> EvalReport:
     keys = [load_public_key(p.read_text()) for p in pubs]
-    manifest, voice = open_pack(pack, keys, str(read_manifest(default_model_dir())["base_model_sha256"]))
+    model_dir = default_model_dir()
+    base = str(read_manifest(model_dir)["base_model_sha256"])
+    manifest, voice = open_pack(pack, keys, base, student=installed_student(model_dir))
     references = read_references(refs, texts)
     engine = Engine.load()
     encoder = SpeakerEncoder()

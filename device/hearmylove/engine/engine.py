@@ -23,8 +23,9 @@ import onnxruntime as ort
 from .. import basemodel
 from ..errors import HearMyLoveError, ModelError, TextError
 from ..text.frontend import Frontend, Utterance
+from . import adapted
 from .config import EngineConfig
-from .vocoders import vocoder_file
+from .vocoders import student_build, vocoder_file
 from .voices import DEFAULT_VOICE, DEFAULT_VOICES, TIMBRE_DIMS, Voice, VoiceBank
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ class Engine:
         """The vocoder's file: part of every render's cache key."""
         self._synthesizer = synthesizer
         self._vocoder = vocoder
+        self._adapted: tuple[Path, ort.InferenceSession, list[ort.OrtValue]] | None = None
+        self._adapted_lock = threading.Lock()
         model_dir = config.model_dir
         self.vocab: dict[str, int] = json.loads((model_dir / basemodel.VOCAB_FILE).read_text())["vocab"]
         self.voices = VoiceBank(model_dir / basemodel.VOICES_FILE)
@@ -129,12 +132,30 @@ class Engine:
         )
         return Features(asr, f0, energy, np.ascontiguousarray(style[:, :TIMBRE_DIMS]))
 
-    def vocode_whole(self, features: Features) -> np.ndarray:
-        """All frames in one call: the reference that windowed vocoding approximates."""
-        return self._run_vocoder(features, 0, features.frames)
+    def vocoder_for(self, voice: Voice | None) -> ort.InferenceSession:
+        """The configured vocoder, or for a parent's adapted voice the student with that parent's
+        head (one such session is kept: a speaker tells in one family voice at a time)."""
+        if voice is None or voice.vocoder is None:
+            return self._vocoder
+        with self._adapted_lock:
+            if self._adapted is None or self._adapted[0] != voice.vocoder:
+                self._adapted = None  # free the last parent's session before opening the next
+                build = student_build(self.config.model_dir)
+                options = session_options(self.config)
+                values = []
+                for name, array in adapted.initializers(voice.vocoder, build.tensors).items():
+                    values.append(ort.OrtValue.ortvalue_from_numpy(array))
+                    options.add_initializer(name, values[-1])
+                session = ort.InferenceSession(str(build.graph), options, providers=["CPUExecutionProvider"])
+                self._adapted = (voice.vocoder, session, values)  # the values must outlive the session
+            return self._adapted[1]
 
-    def _run_vocoder(self, f: Features, lo: int, hi: int) -> np.ndarray:
-        (audio,) = self._vocoder.run(
+    def vocode_whole(self, features: Features, voice: Voice | None = None) -> np.ndarray:
+        """All frames in one call: the reference that windowed vocoding approximates."""
+        return self._run_vocoder(features, 0, features.frames, self.vocoder_for(voice))
+
+    def _run_vocoder(self, f: Features, lo: int, hi: int, session: ort.InferenceSession | None = None) -> np.ndarray:
+        (audio,) = (session or self._vocoder).run(
             None,
             {
                 "asr": f.asr[:, :, lo:hi],
@@ -145,8 +166,9 @@ class Engine:
         )
         return np.asarray(audio, dtype=np.float32).reshape(-1)
 
-    def vocode(self, f: Features) -> Iterator[np.ndarray]:
+    def vocode(self, f: Features, voice: Voice | None = None) -> Iterator[np.ndarray]:
         """Vocode window by window; each seam is cross-faded over overlapping samples."""
+        session = self.vocoder_for(voice)
         cfg = self.config
         total = f.frames
         context = cfg.context_frames
@@ -160,7 +182,7 @@ class Engine:
             if total - end < cfg.first_window_frames // 2:
                 end = total  # fold a sliver of a last window into this one
             lo, hi = max(0, start - context), min(total, end + context)
-            audio = self._run_vocoder(f, lo, hi)
+            audio = self._run_vocoder(f, lo, hi, session)
             last = end == total
             keep_to = (end - lo) * SAMPLES_PER_FRAME + (0 if last else fade)
             piece = audio[(start - lo) * SAMPLES_PER_FRAME : keep_to]
@@ -199,7 +221,7 @@ class Engine:
         return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
     def utterance_audio(self, utterance: Utterance, voice: Voice, speed: float) -> Iterator[np.ndarray]:
-        yield from self.vocode(self.features(utterance.phonemes, voice, speed))
+        yield from self.vocode(self.features(utterance.phonemes, voice, speed), voice)
         if utterance.pause:
             yield np.zeros(int(utterance.pause * SAMPLE_RATE), np.float32)
 

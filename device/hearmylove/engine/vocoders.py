@@ -77,3 +77,39 @@ def record(model_dir: Path, name: VocoderName, path: Path, source: dict[str, obj
     tmp.replace(out)
     fsync(model_dir)
     return entries[name]
+
+
+class StudentBuild(BaseModel):
+    """The built student, as a parent's adapted vocoder needs it: the graph, the head's weights
+    in torch's layout (what a delta is merged into) and the graph's name for each tensor."""
+
+    model_config = ConfigDict(frozen=True)
+
+    graph: Path
+    weights: Path
+    tensors: dict[str, str]
+    head_sha256: str
+
+
+def student_build(model_dir: Path) -> StudentBuild:
+    """The verified student graph and head weights; ModelError naming the build command if absent."""
+    graph = vocoder_file(model_dir, "student")
+    source = _read(model_dir)["student"].source
+    name, digest, tensors = source.get("weights_file"), source.get("weights_sha256"), source.get("tensors")
+    if not isinstance(name, str) or not isinstance(tensors, dict):
+        raise ModelError(
+            f"the student in {model_dir} was built before adapted voices existed; "
+            f"{BUILD_HINT.format(dir=model_dir)} --vocoder student --force"
+        )
+    weights = model_dir / name
+    if not weights.exists() or _sha256(weights) != digest:
+        raise ModelError(f"{weights} is missing or does not match {RECORD_FILE}; {BUILD_HINT.format(dir=model_dir)}")
+    return StudentBuild(graph=graph, weights=weights, tensors=tensors, head_sha256=str(source["head_sha256"]))
+
+
+def installed_student(model_dir: Path) -> StudentBuild | None:
+    """The student build when there is one (an adapted voice needs it), else None."""
+    try:
+        return student_build(model_dir)
+    except ModelError:
+        return None

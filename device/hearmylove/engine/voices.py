@@ -27,6 +27,10 @@ class Voice:
     id: str
     styles: np.ndarray = field(repr=False)
     """Shape (rows, 256): row i is the style for an utterance of i + 1 phonemes."""
+    vocoder: Path | None = None
+    """The parent's adapted student head (merged at install, `engine.adapted`); None: the speaker's vocoder."""
+    vocoder_sha256: str = ""
+    """The merged head's sha256, checked when it was written: part of the voice's digest."""
 
     def __post_init__(self) -> None:
         styles = np.asarray(self.styles, dtype=np.float32)
@@ -44,7 +48,7 @@ class Voice:
     @property
     def digest(self) -> str:
         """Identifies the exact vector, so cached renders follow a changed voice."""
-        return hashlib.sha256(self.styles.tobytes()).hexdigest()[:16]
+        return hashlib.sha256(self.styles.tobytes() + self.vocoder_sha256.encode()).hexdigest()[:16]
 
 
 class VoiceBank:

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from hearmylove import basemodel
+from hearmylove.engine.vocoders import student_build
+from hearmylove.errors import ModelError
 
-from ..build import WEIGHTS_DIR
+from ..build import HEAD_FILE, WEIGHTS_DIR, read_head_manifest
 from ..student import StudentHead
 from .front import KokoroFront, load_front
 
@@ -55,8 +58,23 @@ class StudentVocoder(nn.Module):
         return params
 
 
-def load_vocoder(model_dir: Path, head: Path = HEAD_WEIGHTS) -> StudentVocoder:
-    """The front of the installed base model (`model_dir`/vocoder.onnx) with the head's weights, frozen."""
-    vocoder = StudentVocoder(load_front(model_dir / basemodel.VOCODER_FILE), load_head(head))
+def load_built_head(model_dir: Path, weights_dir: Path = WEIGHTS_DIR) -> tuple[StudentHead, str]:
+    """The head exactly as the speaker runs it (the build's float32 weights, which a pack's delta
+    is merged into), and its sha256; it must be the head that ships in `weights_dir`."""
+    build = student_build(model_dir)
+    manifest = read_head_manifest(weights_dir)
+    if manifest["files"][HEAD_FILE]["sha256"] != build.head_sha256:
+        raise ModelError(f"the student built in {model_dir} is not the head in {weights_dir}; run: voicelab build")
+    head = StudentHead(**manifest["config"])
+    with np.load(build.weights, allow_pickle=False) as npz:
+        head.load_state_dict({name: torch.from_numpy(npz[name]) for name in npz.files})
+    return head.eval(), build.head_sha256
+
+
+def load_vocoder(model_dir: Path, head: Path | None = None) -> StudentVocoder:
+    """The front of the installed base model (`model_dir`/vocoder.onnx) with a head, frozen: the
+    built one (what the speaker runs) by default, or the weights in `head` (a .pt checkpoint)."""
+    weights = load_head(head) if head is not None else load_built_head(model_dir)[0]
+    vocoder = StudentVocoder(load_front(model_dir / basemodel.VOCODER_FILE), weights)
     vocoder.requires_grad_(False)
     return vocoder.eval()
