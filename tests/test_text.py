@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -123,3 +124,14 @@ def _shared_frontend() -> Frontend:
     if not _FRONTEND:
         _FRONTEND.append(Frontend())
     return _FRONTEND[0]
+
+
+def test_phonemizer_word_counts_stay_off_the_console_and_its_other_warnings_do_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    list(_shared_frontend().utterances("小狐狸说：“你好！” He said, “It's 7:30.”", "auto"))
+    phonemizer_log = logging.getLogger("phonemizer")
+    with caplog.at_level(logging.WARNING, logger="phonemizer"):
+        phonemizer_log.warning("words count mismatch on %s%% of the lines (%s/%s)", 200.0, 2, 1)
+        phonemizer_log.warning("espeak-ng is missing")
+    assert [r.getMessage() for r in caplog.records] == ["espeak-ng is missing"]

