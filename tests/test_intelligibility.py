@@ -29,7 +29,7 @@ def test_english_story_is_understood_by_whisper(engine: Engine) -> None:
         errors.append(wer(engine.frontend.prepare(sentence, "en")[0], heard))
     # Whisper writes "$12.50" where we said "twelve dollars and fifty cents": score spoken forms.
     assert np.mean(errors[:3]) <= 0.10, errors
-    assert errors[3] <= 0.5, errors
+    assert errors[3] <= 0.3, errors  # measured 0.2 ("3rd" heard as "3", "2" as "two"); one word of slack
 
 
 def test_spelled_out_numbers_are_heard_as_numbers(engine: Engine) -> None:
