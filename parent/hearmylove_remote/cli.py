@@ -225,8 +225,21 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: a parent's commands to a speaker, voices, watch, and the installer's broker."""
     parser = argparse.ArgumentParser(prog="hearmylove-remote", description="Talk to a Hear My Love speaker.")
     sub = parser.add_subparsers(dest="command", required=True)
+    _speaker_commands(sub)
+    voices.add_parser(sub, _connection_options, lambda args: voices.run(args, _connect))
+    watch = sub.add_parser("watch", help="print what your speakers say")
+    _connection_options(watch)
+    watch.add_argument("--until", help="stop after this event, e.g. story.finished")
+    watch.set_defaults(func=cmd_watch)
+    _broker_commands(sub.add_parser("broker", help="installer: set up the family broker and its accounts"))
+    return parser
+
+
+def _speaker_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """One subcommand per protocol command a parent sends to a speaker."""
     for action, text in [
         ("put", "send a story"),
         ("tell", "tell a story now or at a time"),
@@ -265,13 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-quiet", action="store_true", help="no quiet hours")
             p.add_argument("--sleep-timer", type=int, help="minutes (0: off)")
             p.add_argument("--led", type=float, help="light brightness 0..1")
-    voices.add_parser(sub, _connection_options, lambda args: voices.run(args, _connect))
-    watch = sub.add_parser("watch", help="print what your speakers say")
-    _connection_options(watch)
-    watch.add_argument("--until", help="stop after this event, e.g. story.finished")
-    watch.set_defaults(func=cmd_watch)
 
-    broker = sub.add_parser("broker", help="installer: set up the family broker and its accounts")
+
+def _broker_commands(broker: argparse.ArgumentParser) -> None:
+    """`broker ...`: the installer sets up the family broker, its accounts and its fleet bridge."""
     bsub = broker.add_subparsers(dest="broker_action", required=True)
     init = bsub.add_parser("init", help="TLS certificates and config for a new broker")
     init.add_argument("--host", required=True, help="the broker's public name or IP")
@@ -304,7 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
         if p.prog.split()[-1] in ("add-family", "add-parent", "new-password"):
             p.add_argument("--no-qr", action="store_true", help="no QR code in the terminal (the PNG is written)")
     broker.set_defaults(func=cmd_broker)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
