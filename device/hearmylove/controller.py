@@ -43,6 +43,8 @@ MISSED_AFTER_SECONDS = 3600
 
 
 class State(enum.Enum):
+    """Where the speaker is; published in `state` and shown by the LED."""
+
     IDLE = "idle"
     RENDERING = "rendering"  # asked to tell; waiting for the first audio
     PLAYING = "playing"
@@ -53,12 +55,18 @@ class State(enum.Enum):
 
 @dataclass
 class Limits:
+    """What the installer's config file sets for the controller; parents' settings stay inside it."""
+
     max_story_chars: int = 50_000
+    """Longest story text accepted (`story.put`, `story.tell` with text)."""
     hard_max_volume: float = 1.0
     """The installer's ceiling: no parent setting goes above it."""
     progress_interval: float = 10.0
+    """Seconds of story between `story.progress` events."""
     default_quiet_hours: p.QuietHours | None = None
+    """Quiet hours until a parent sets their own."""
     default_sleep_timer_minutes: int = 0
+    """Sleep timer until a parent sets their own (0: off)."""
 
 
 @dataclass
@@ -74,6 +82,16 @@ class _Playing:
 
 
 class Controller:
+    """The speaker's state machine: executes commands, button presses and the adapters' news.
+
+    `library` keeps stories, progress, settings and command ids; `renderer`, `player` and
+    `publisher` are its ports; `light(Light)` sets the LED and `post(item)` queues an input
+    for a later `dispatch` (the player's callbacks come back this way, on the daemon's
+    thread). `clock` is injectable so tests can move time; `voices` handles the voice
+    commands (None: they answer that no voice store is set up). Call everything from one
+    thread: the controller holds no locks.
+    """
+
     def __init__(
         self,
         library: Library,
@@ -108,6 +126,7 @@ class Controller:
 
     @property
     def voices(self) -> VoicesPort | None:
+        """The voice store the voice commands use (set after start-up once packs are loaded)."""
         return self.voice_commands.voices
 
     @voices.setter
@@ -118,11 +137,13 @@ class Controller:
 
     @property
     def max_volume(self) -> float:
+        """The parent's maximum volume, never above the installer's `hard_max_volume`."""
         chosen = self.library.settings().get("max_volume", self.limits.hard_max_volume)
         return min(float(chosen), self.limits.hard_max_volume)
 
     @property
     def quiet_hours(self) -> p.QuietHours | None:
+        """The parent's quiet hours if they set any (None: switched off), else the config's."""
         stored = self.library.settings()
         if "quiet_hours" in stored:
             return p.QuietHours.model_validate(stored["quiet_hours"]) if stored["quiet_hours"] else None
@@ -130,9 +151,11 @@ class Controller:
 
     @property
     def sleep_timer_minutes(self) -> int:
+        """Minutes after which a story started now is stopped (0: no sleep timer)."""
         return int(self.library.settings().get("sleep_timer_minutes", self.limits.default_sleep_timer_minutes))
 
     def in_quiet_hours(self) -> bool:
+        """Whether now (by `clock`) is inside the quiet hours: parents' tells are refused then."""
         quiet = self.quiet_hours
         return quiet is not None and quiet.contains(self.clock().timetz().replace(tzinfo=None))
 
@@ -338,6 +361,9 @@ class Controller:
     # -- timers --------------------------------------------------------------------
 
     def tick(self) -> None:
+        """Run what time decides: the sleep timer, and scheduled stories now due (one missed by
+        more than an hour, e.g. while the speaker was off, is reported and not told). The daemon
+        calls this on every turn of its loop, at least four times a second."""
         now = self.clock()
         if self._sleep_deadline and now >= self._sleep_deadline and self.state in (State.PLAYING, State.RENDERING):
             self._stop("sleep_timer")
@@ -485,6 +511,7 @@ class Controller:
         self._enter(self.state)
 
     def snapshot(self) -> p.DeviceState:
+        """The state as published on the retained `state` topic."""
         playing = self.current
         return p.DeviceState(
             state=self.state.value,  # type: ignore[arg-type]

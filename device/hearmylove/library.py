@@ -49,19 +49,34 @@ CREATE TABLE IF NOT EXISTS schedule (
 
 @dataclass(frozen=True)
 class Story:
+    """One story as the library keeps it (a snapshot: later changes make a new one)."""
+
     id: str
     title: str
     text: str
     lang: str
+    """"en", "zh" or "auto"."""
     voice: str | None
+    """The voice to tell it in; None: the active voice."""
     added_at: float
+    """UNIX time it arrived (or was last replaced): the order the big button walks through."""
     position: float
+    """Seconds into the story where the child stopped; 0 when finished or never played."""
     duration: float | None
+    """Seconds of audio once rendered; None before."""
     times_finished: int
     heard: bool
+    """Told at least once since it arrived (the LED blinks for unheard stories)."""
 
 
 class Library:
+    """The speaker's SQLite library at `path` (created with its folder when missing).
+
+    Safe to call from any thread. Keeps the replies of the newest `max_command_ids`
+    commands, so that a command the broker delivers again is answered, not run again.
+    Raises sqlite3.Error when the file is not a database or the disk fails.
+    """
+
     def __init__(self, path: Path, max_command_ids: int = 1000) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +100,7 @@ class Library:
             self._db.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the database; the library cannot be used afterwards."""
         with self._lock:
             self._db.close()
 
@@ -103,11 +119,13 @@ class Library:
         return not existed
 
     def get(self, story_id: str) -> Story | None:
+        """The story with this id, or None."""
         with self._lock:
             row = self._db.execute("SELECT * FROM stories WHERE id = ?", (story_id,)).fetchone()
         return _story(row) if row else None
 
     def delete(self, story_id: str) -> bool:
+        """Remove the story; True if there was one."""
         with self._tx() as db:
             return db.execute("DELETE FROM stories WHERE id = ?", (story_id,)).rowcount > 0
 
@@ -118,11 +136,13 @@ class Library:
         return [_story(r) for r in rows]
 
     def newest_unheard(self) -> Story | None:
+        """The latest story nobody has heard yet (what a single press plays first), or None."""
         with self._lock:
             row = self._db.execute("SELECT * FROM stories WHERE heard = 0 ORDER BY added_at DESC LIMIT 1").fetchone()
         return _story(row) if row else None
 
     def last_told(self) -> Story | None:
+        """The story told most recently, or None."""
         with self._lock:
             row = self._db.execute(
                 "SELECT * FROM stories WHERE last_told_at IS NOT NULL ORDER BY last_told_at DESC LIMIT 1"
@@ -140,29 +160,35 @@ class Library:
         return stories[(ids.index(story_id) + 1) % len(stories)]
 
     def mark_told(self, story_id: str) -> None:
+        """Note that the story is being told now: it is heard and the last told."""
         with self._tx() as db:
             db.execute("UPDATE stories SET last_told_at = ?, heard = 1 WHERE id = ?", (time.time(), story_id))
 
     def set_position(self, story_id: str, position: float) -> None:
+        """Remember where the child stopped (seconds; negative counts as 0)."""
         with self._tx() as db:
             db.execute("UPDATE stories SET position = ? WHERE id = ?", (max(0.0, position), story_id))
 
     def set_duration(self, story_id: str, duration: float) -> None:
+        """Record the seconds of audio once the story is rendered."""
         with self._tx() as db:
             db.execute("UPDATE stories SET duration = ? WHERE id = ?", (duration, story_id))
 
     def finished(self, story_id: str) -> None:
+        """The child heard it to the end: count it, and start from the beginning next time."""
         with self._tx() as db:
             db.execute("UPDATE stories SET position = 0, times_finished = times_finished + 1 WHERE id = ?", (story_id,))
 
     # -- settings --------------------------------------------------------------
 
     def settings(self) -> dict[str, Any]:
+        """The parents' settings stored so far (JSON values by key); missing keys mean the defaults."""
         with self._lock:
             rows = self._db.execute("SELECT key, value FROM settings").fetchall()
         return {r["key"]: json.loads(r["value"]) for r in rows}
 
     def put_settings(self, values: dict[str, Any]) -> None:
+        """Store these settings (JSON-serializable values), keeping the others."""
         with self._tx() as db:
             for key, value in values.items():
                 db.execute(
@@ -174,6 +200,7 @@ class Library:
     # -- scheduled tells --------------------------------------------------------
 
     def schedule(self, command_id: str, due: float, command_json: str) -> None:
+        """Keep a `story.tell` for later: `due` as a UNIX time, the command as JSON. Survives restarts."""
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO schedule (command_id, due, command) VALUES (?, ?, ?)",
@@ -187,6 +214,7 @@ class Library:
         return [(r["command_id"], r["due"], r["command"]) for r in rows]
 
     def unschedule(self, command_id: str) -> None:
+        """Forget a scheduled command (told, missed or replaced)."""
         with self._tx() as db:
             db.execute("DELETE FROM schedule WHERE command_id = ?", (command_id,))
 
@@ -211,6 +239,7 @@ class Library:
             )
 
     def command_count(self) -> int:
+        """How many command ids are remembered (at most `max_command_ids`)."""
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM commands").fetchone()[0])
 

@@ -47,6 +47,7 @@ StateName = Literal["idle", "rendering", "playing", "paused", "sleeping", "error
 
 
 def device_topic(device_id: str, *parts: str) -> str:
+    """The topic `hml/v1/<device_id>/<parts...>`, e.g. device_topic("kid-001", "cmd", "ping")."""
     return "/".join((TOPIC_ROOT, device_id, *parts))
 
 
@@ -63,6 +64,8 @@ class ProtocolError(HearMyLoveError, ValueError):
 
 
 class Command(BaseModel):
+    """Every command a parent sends: the payload on `cmd/<NAME>`. Unknown fields are refused."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
     NAME: ClassVar[str]
 
@@ -81,6 +84,8 @@ class Command(BaseModel):
 
 
 class StoryPut(Command):
+    """Store a story on the speaker (replacing one with the same id, which starts over)."""
+
     NAME: ClassVar[str] = "story.put"
     story_id: Id
     title: str = Field(min_length=1, max_length=200)
@@ -93,11 +98,15 @@ class StoryPut(Command):
 
 
 class StoryDelete(Command):
+    """Delete a stored story (stopping it if it is playing)."""
+
     NAME: ClassVar[str] = "story.delete"
     story_id: Id
 
 
 class StoryList(Command):
+    """The stored stories, in the order the big button walks through them."""
+
     NAME: ClassVar[str] = "story.list"
 
 
@@ -129,32 +138,46 @@ class StoryTell(Command):
 
 
 class PlaybackPause(Command):
+    """Pause the story playing (fades out; the position is kept)."""
+
     NAME: ClassVar[str] = "playback.pause"
 
 
 class PlaybackResume(Command):
+    """Resume the paused story where it stopped."""
+
     NAME: ClassVar[str] = "playback.resume"
 
 
 class PlaybackStop(Command):
+    """Stop the story playing; the position is kept for next time."""
+
     NAME: ClassVar[str] = "playback.stop"
 
 
 class PlaybackNext(Command):
+    """Tell the next stored story, as holding the big button does."""
+
     NAME: ClassVar[str] = "playback.next"
 
 
 class VolumeSet(Command):
+    """Set the volume, 0..1; never above the speaker's maximum volume."""
+
     NAME: ClassVar[str] = "volume.set"
     volume: float = Field(ge=0.0, le=1.0)
 
 
 class QuietHours(BaseModel):
+    """Local times between which parents' tells are refused (the child's buttons still work);
+    `end` before `start` spans midnight, e.g. 20:30 to 07:00."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
     start: time
     end: time
 
     def contains(self, moment: time) -> bool:
+        """Whether `moment` (a local time without zone) is inside: from `start` up to, not including, `end`."""
         if self.start <= self.end:
             return self.start <= moment < self.end
         return moment >= self.start or moment < self.end  # spans midnight
@@ -172,6 +195,8 @@ class Settings(BaseModel):
 
 
 class SettingsPut(Command):
+    """Change the parents' settings; `clear_quiet_hours` switches quiet hours off."""
+
     NAME: ClassVar[str] = "settings.put"
     settings: Settings
     clear_quiet_hours: bool = False
@@ -211,6 +236,8 @@ class VoiceRollback(Command):
 
 
 class Ping(Command):
+    """Is the speaker there? Replies with its state and voices."""
+
     NAME: ClassVar[str] = "ping"
 
 
@@ -325,11 +352,15 @@ def check_fresh(command: Command, now: datetime, max_age: timedelta) -> None:
 
 
 class ErrorInfo(BaseModel):
+    """Why a command was refused: a stable `code` for programs, a `message` for people."""
+
     code: ErrorCode
     message: str
 
 
 class Reply(BaseModel):
+    """The answer to one command, on `reply/<id>` (or the MQTT 5 response topic)."""
+
     id: str | None
     ok: bool
     result: dict[str, Any] = Field(default_factory=dict)
@@ -337,6 +368,7 @@ class Reply(BaseModel):
 
     @classmethod
     def failure(cls, code: ErrorCode, message: str, command_id: str | None = None) -> Reply:
+        """A refusal with this code and message."""
         return cls(id=command_id, ok=False, error=ErrorInfo(code=code, message=message))
 
 
@@ -345,6 +377,8 @@ def _now() -> datetime:
 
 
 class Event(BaseModel):
+    """Every event the speaker publishes on `event/<NAME>`, stamped with when it happened."""
+
     NAME: ClassVar[str]
     at: datetime = Field(default_factory=_now)
 
@@ -359,6 +393,8 @@ class StoryReady(Event):
 
 
 class StoryStarted(Event):
+    """The child hears a story now, from `position` seconds."""
+
     NAME: ClassVar[str] = "story.started"
     story_id: str
     title: str
@@ -366,6 +402,8 @@ class StoryStarted(Event):
 
 
 class StoryProgress(Event):
+    """How far the story playing has got (every `progress_interval` seconds of story)."""
+
     NAME: ClassVar[str] = "story.progress"
     story_id: str
     position: float
@@ -380,6 +418,8 @@ class StoryFinished(Event):
 
 
 class StoryStopped(Event):
+    """A story ended before its end, at `position` seconds, and why."""
+
     NAME: ClassVar[str] = "story.stopped"
     story_id: str
     position: float
@@ -406,6 +446,8 @@ class ErrorEvent(Event):
 
 
 class StoryInfo(BaseModel):
+    """A stored story as `story.list` shows it; `ready` when its audio is rendered."""
+
     story_id: str
     title: str
     lang: str
