@@ -26,6 +26,8 @@ DEFAULT_PATH = Path("/etc/hearmylove/config.toml")
 
 
 class MqttConfig(BaseModel):
+    """`[mqtt]`: how the speaker reaches its broker. Files named here must exist."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     host: str = "localhost"
@@ -55,6 +57,8 @@ class MqttConfig(BaseModel):
 
 
 class StoryConfig(BaseModel):
+    """`[story]`: the installer's limits on stories; parents' settings stay inside them."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_story_chars: int = Field(50_000, ge=100, le=200_000)
@@ -69,6 +73,12 @@ class StoryConfig(BaseModel):
 
 
 class DaemonConfig(BaseSettings):
+    """The whole config file, validated and frozen; `HML_...` environment variables override it.
+
+    Build it with `load` (which names the file in its errors); constructing it directly
+    raises pydantic's ValidationError.
+    """
+
     model_config = SettingsConfigDict(env_prefix="HML_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     device_id: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
@@ -94,7 +104,7 @@ class DaemonConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the file (passed as init values by `load`).
+        """The environment overrides the file (passed as init values by `load`); no .env files or secrets dirs."""
         return env_settings, init_settings
 
 

@@ -51,6 +51,13 @@ MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 64 * 1024
 
 
 class MqttLink:
+    """The speaker's one connection to the broker, as `device_id` under `hml/v1/<device_id>/`.
+
+    `on_command(Incoming)` is called on paho's network thread for every command; it should
+    only queue it (the daemon executes, replies, then calls `ack`). Nothing connects until
+    `start`. Certificate files named in `config` must exist (the config checks them).
+    """
+
     def __init__(self, config: MqttConfig, device_id: str, on_command: Callable[[Incoming], None]) -> None:
         self.config = config
         self.device_id = device_id
@@ -83,6 +90,7 @@ class MqttLink:
         self._client = client
 
     def topic(self, *parts: str) -> str:
+        """This speaker's topic for `parts`, e.g. topic("event", "error")."""
         return device_topic(self.device_id, *parts)
 
     def start(self) -> None:
@@ -159,15 +167,19 @@ class MqttLink:
         )
 
     def ack(self, incoming: Incoming) -> None:
+        """Acknowledge a command once it was executed and recorded (before that, a reconnect
+        makes the broker deliver it again)."""
         if incoming.qos > 0:
             self._client.ack(incoming.mid, incoming.qos)
 
     # -- Publisher port ------------------------------------------------------------
 
     def event(self, event: Event) -> None:
+        """Publish an event on `event/<name>` (QoS 1)."""
         self._client.publish(self.topic("event", event.NAME), event.model_dump_json(), qos=1)
 
     def state(self, state: DeviceState) -> None:
+        """Publish the state, retained; it is published again after every reconnect."""
         with self._lock:
             self._last_state = state
         self._publish_state(state)

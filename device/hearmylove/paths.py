@@ -13,6 +13,7 @@ from .basemodel import BASE_MODEL_NAME
 
 
 def data_dir() -> Path:
+    """`$HEARMYLOVE_DATA`, else `$XDG_DATA_HOME/hearmylove` (default `~/.local/share/hearmylove`)."""
     explicit = os.environ.get("HEARMYLOVE_DATA")
     if explicit:
         return Path(explicit)
@@ -21,8 +22,10 @@ def data_dir() -> Path:
 
 
 def default_model_dir() -> Path:
+    """Where `voicelab build` writes the models and the speaker reads them."""
     return data_dir() / "models" / BASE_MODEL_NAME
 
 
 def default_cache_dir() -> Path:
+    """Where rendered stories are kept."""
     return data_dir() / "renders"

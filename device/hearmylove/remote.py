@@ -37,6 +37,8 @@ class Progress:
 
 @dataclass(frozen=True)
 class Message:
+    """One message from a speaker, as the remote received it (JSON payloads decoded)."""
+
     device_id: str
     kind: str  # "event", "state", "availability", "reply"
     name: str  # event name, reply id, or ""
@@ -44,6 +46,12 @@ class Message:
 
 
 class Remote:
+    """A parent's MQTT client: send commands to speakers and wait for replies and events.
+
+    Everything the parent's account may read arrives in `messages`, in order; `wait_for`
+    takes from it. Use it as a context manager, or call `connect` and `close`.
+    """
+
     def __init__(
         self,
         host: str,
@@ -76,6 +84,11 @@ class Remote:
         self._host, self._port = host, port
 
     def connect(self, timeout: float = 10.0) -> Remote:
+        """Log in and subscribe to the account's speakers; returns self.
+
+        Raises BrokerError when the broker cannot be reached, refuses the login, or does
+        not answer within `timeout` seconds.
+        """
         try:
             self._client.connect(self._host, self._port, keepalive=30)
         except OSError as exc:
@@ -87,6 +100,7 @@ class Remote:
         return self
 
     def close(self) -> None:
+        """Disconnect and stop the network thread."""
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -139,6 +153,8 @@ class Remote:
         self.messages.put(Message(device_id, kind, name, payload))
 
     def publish(self, device_id: str, name: str, payload: bytes | str, qos: int = 1) -> None:
+        """Publish a raw payload as command `name` to a speaker (no id added, no reply awaited);
+        returns once the broker has it, or after 10 s."""
         self._client.publish(f"{TOPIC_ROOT}/{device_id}/cmd/{name}", payload, qos=qos).wait_for_publish(10)
 
     def send(

@@ -40,6 +40,13 @@ class _Resume:
 
 
 class Renderer:
+    """Renders stories into the `cache` on a background thread, one at a time.
+
+    `on_ready(story_id, seconds)` and `on_failed(story_id, message)` are called from that
+    thread (the daemon posts them to its queue). `voice_of(story, lang)` picks the voice a
+    story is told in; by default the engine's voice for the story's own voice id.
+    """
+
     def __init__(
         self,
         engine: Engine,
@@ -63,9 +70,11 @@ class Renderer:
         self._worker.start()
 
     def voice(self, story: Story) -> Voice:
+        """The voice the story is told in. Raises VoiceError (unknown voice) or TextError (its text)."""
         return self._voice_of(story, self._language(story))
 
     def key(self, story: Story) -> str:
+        """The cache key of the story's audio: its text, voice, language and vocoder."""
         return render_key(story.text, self.voice(story), story.lang, vocoder=self._engine.vocoder_name)
 
     def _language(self, story: Story) -> str:
@@ -76,13 +85,16 @@ class Renderer:
         self._engine.frontend.prepare(text, lang)
 
     def is_ready(self, story: Story) -> bool:
+        """Whether the story's audio is in the cache."""
         return self._cache.get(self.key(story)) is not None
 
     def duration(self, story: Story) -> float | None:
+        """Seconds of the rendered audio; None before it is rendered."""
         path = self._cache.get(self.key(story))
         return None if path is None else float(sf.info(str(path)).duration)
 
     def prerender(self, story: Story) -> None:
+        """Queue the story for rendering ahead (undoing an earlier `cancel`)."""
         with self._lock:
             self._cancelled.discard(story.id)
         self._jobs.put(story)
@@ -93,6 +105,7 @@ class Renderer:
         self._jobs.put(_Resume(stories))
 
     def cancel(self, story_id: str) -> None:
+        """Stop rendering that story ahead: a render under way ends at its next chunk, its partial file removed."""
         with self._lock:
             self._cancelled.add(story_id)
 

@@ -24,22 +24,43 @@ ACTIVE = "voice"
 
 
 class VoicesPort(Protocol):
+    """The speaker's voice store, as the voice commands use it (`voicestore.VoiceStore`)."""
+
     def install(self, encoded: str) -> PackManifest:
         """Verify and install a base64 voice pack; raise a HearMyLoveError naming the problem."""
         ...
 
-    def played(self, voice_id: str) -> None: ...
-    def ids(self) -> list[str]: ...
-    def manifests(self) -> list[tuple[PackManifest, bool]]: ...
-    def rollback(self, voice_id: str) -> PackManifest | None: ...
-    def known(self, voice_id: str) -> bool: ...
+    def played(self, voice_id: str) -> None:
+        """A story in this voice reached its end: the pack it replaced can go."""
+        ...
+
+    def ids(self) -> list[str]:
+        """The installed packs' voice ids."""
+        ...
+
+    def manifests(self) -> list[tuple[PackManifest, bool]]:
+        """Each installed pack's manifest, and whether a previous version is kept for a rollback."""
+        ...
+
+    def rollback(self, voice_id: str) -> PackManifest | None:
+        """Put back the pack this one replaced; None when none is kept."""
+        ...
+
+    def known(self, voice_id: str) -> bool:
+        """An installed pack or a stock voice: a story may be told in it."""
+        ...
 
 
 class Prerender(Protocol):
-    def prerender(self, story: Any) -> None: ...
+    """What the voice commands need of the renderer: render a story again in its new voice."""
+
+    def prerender(self, story: Any) -> None:
+        """Queue the story for rendering ahead."""
+        ...
 
 
 def info(manifest: PackManifest, active: bool, previous: bool) -> p.VoiceInfo:
+    """A pack as the parent sees it (`voice.list`, `voice.install`): whose voice, the consent, its status."""
     consent = manifest.consent
     return p.VoiceInfo(
         voice_id=manifest.voice_id,
@@ -55,6 +76,12 @@ def info(manifest: PackManifest, active: bool, previous: bool) -> p.VoiceInfo:
 
 
 class VoiceCommands:
+    """The controller's voice commands: install a pack, list, choose, roll back.
+
+    Stories told in a voice that changed are rendered again. A speaker without a voice
+    store (`voices` None) refuses every command that needs a pack with an `invalid` error.
+    """
+
     def __init__(
         self, library: Library, renderer: Prerender, voices: VoicesPort | None, changed: Callable[[], None]
     ) -> None:
@@ -65,6 +92,7 @@ class VoiceCommands:
         """Called after the active voice or a pack changed: the retained state is published again."""
 
     def handlers(self) -> dict[type[p.Command], Callable[[Any], dict[str, Any]]]:
+        """The handler of each voice command, for the controller's command table."""
         return {
             p.VoiceInstall: self.install,
             p.VoiceList: self.list_voices,
@@ -74,6 +102,7 @@ class VoiceCommands:
 
     @property
     def active(self) -> str | None:
+        """The voice for stories without their own; None: the speaker's stock voice."""
         value = self.library.settings().get(ACTIVE)
         return str(value) if value else None
 
@@ -97,6 +126,8 @@ class VoiceCommands:
                 self.renderer.prerender(story)
 
     def install(self, command: p.VoiceInstall) -> dict[str, Any]:
+        """`voice.install`: verify and install the pack (and make it active if asked).
+        Raises a HearMyLoveError naming what is wrong with the pack."""
         manifest = self._store().install(command.pack)
         if command.activate:
             self.library.put_settings({ACTIVE: manifest.voice_id})
@@ -106,11 +137,13 @@ class VoiceCommands:
         return info(manifest, self.active == manifest.voice_id, previous).model_dump(mode="json")
 
     def list_voices(self, command: p.VoiceList) -> dict[str, Any]:
+        """`voice.list`: the installed packs and the active voice."""
         active = self.active
         voices = [info(m, m.voice_id == active, kept).model_dump(mode="json") for m, kept in self._store().manifests()]
         return {"voices": voices, "active_voice": active}
 
     def select(self, command: p.VoiceSelect) -> dict[str, Any]:
+        """`voice.select`: the voice for stories without their own. Raises ProtocolError for an unknown voice."""
         self.check(command.voice)
         self.library.put_settings({ACTIVE: command.voice})
         self._render_again(command.voice)
@@ -118,6 +151,7 @@ class VoiceCommands:
         return {"active_voice": command.voice}
 
     def rollback(self, command: p.VoiceRollback) -> dict[str, Any]:
+        """`voice.rollback`: the previous version of a pack back. Raises ProtocolError when none is kept."""
         voice_id = command.voice_id or self.active
         if voice_id is None:
             raise p.ProtocolError("not_found", "no voice pack is active; name the voice to roll back")
