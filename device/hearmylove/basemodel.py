@@ -165,6 +165,8 @@ def export_base(out_dir: Path, progress: Progress | None = None, keep_whole: boo
 
 
 def read_manifest(model_dir: Path) -> dict[str, object]:
+    """The base models' manifest in `model_dir` (each file's sha256, the base model's sha256, where it came from).
+    Raises ModelError, naming the command that builds them, when it is missing or damaged."""
     path = Path(model_dir) / MANIFEST_FILE
     try:
         data: dict[str, object] = json.loads(path.read_text())

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Account:
+    """One login on the broker: a speaker (named by its device id) or a parent."""
+
     username: str
     password: str
     devices: tuple[str, ...] = ()
@@ -30,6 +32,7 @@ class Account:
 
 
 def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (the OS picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -59,6 +62,8 @@ def acl_text(accounts: list[Account]) -> str:
 
 @dataclass(frozen=True)
 class Listener:
+    """One port Mosquitto listens on: plain MQTT, MQTT over WebSockets, either with TLS."""
+
     port: int
     websockets: bool = False
     tls: bool = False
@@ -143,6 +148,7 @@ class LocalBroker:
     _process: subprocess.Popen[bytes] | None = None
 
     def listeners(self) -> list[Listener]:
+        """The ports this broker listens on: always plain MQTT, and the optional ones set."""
         found = [Listener(self.port)]
         if self.websocket_port:
             found.append(Listener(self.websocket_port, websockets=True))
@@ -166,6 +172,9 @@ class LocalBroker:
         return conf
 
     def start(self, timeout: float = 10.0) -> LocalBroker:
+        """Write the config (first start only) and start Mosquitto; returns once it accepts
+        connections. Raises BrokerError when Mosquitto is missing, exits, or is not listening
+        within `timeout` seconds (its log is in `folder`)."""
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise BrokerError("mosquitto not found; install it with: apt-get install mosquitto")
@@ -190,6 +199,7 @@ class LocalBroker:
             self._process.wait(timeout=10)
 
     def stop(self) -> None:
+        """Terminate Mosquitto (it saves the sessions), killing it after 10 s."""
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:

@@ -177,10 +177,12 @@ class Controls:
 
     @property
     def pattern(self) -> Light:
+        """The pattern the LED shows now."""
         return self._pattern
 
     @property
     def brightness(self) -> float:
+        """Top LED brightness 0..1, as configured or as a parent set it."""
         return self._brightness
 
     def set_brightness(self, brightness: float) -> None:

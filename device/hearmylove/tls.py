@@ -21,6 +21,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 @dataclass(frozen=True)
 class TlsFiles:
+    """The PEM files of a broker's certificate and the CA that signed it (clients trust `ca_cert`)."""
+
     ca_cert: Path
     server_cert: Path
     server_key: Path

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 
 class State(enum.Enum):
+    """The mixer's source: none (or played out), playing, or paused."""
+
     IDLE = "idle"
     PLAYING = "playing"
     PAUSED = "paused"
@@ -30,9 +32,11 @@ class RingBuffer:
 
     @property
     def space(self) -> int:
+        """Samples that can be written now."""
         return len(self._data) - self.available
 
     def write(self, samples: np.ndarray) -> int:
+        """Append as many of `samples` as fit; returns how many."""
         cap = len(self._data)
         n = min(len(samples), self.space)
         start = (self._read + self.available) % cap
@@ -43,6 +47,7 @@ class RingBuffer:
         return n
 
     def read_into(self, out: np.ndarray) -> int:
+        """Move the oldest samples into the start of `out`, as many as it holds; returns how many."""
         cap = len(self._data)
         n = min(len(out), self.available)
         first = min(n, cap - self._read)
@@ -53,6 +58,7 @@ class RingBuffer:
         return n
 
     def clear(self) -> None:
+        """Drop everything buffered."""
         self._read = self.available = 0
 
 
@@ -209,6 +215,7 @@ class Mixer:
             return live
 
     def pause(self) -> bool:
+        """Fade the source out and hold it; False if nothing was playing."""
         with self._cond:
             if self.state is not State.PLAYING:
                 return False
@@ -217,6 +224,7 @@ class Mixer:
             return True
 
     def resume(self) -> bool:
+        """Fade the paused source back in; False if nothing was paused."""
         with self._cond:
             if self.state is not State.PAUSED:
                 return False
@@ -235,6 +243,7 @@ class Mixer:
             return v
 
     def chime(self, samples: np.ndarray) -> None:
+        """Mix `samples` over whatever plays, at the current volume (restarts a chime already sounding)."""
         with self._cond:
             self._chime = samples * np.float32(_CHIME_LEVEL * self._vol_target)
             self._chime_pos = 0
@@ -267,6 +276,7 @@ class Mixer:
             return drained
 
     def close(self) -> None:
+        """Let go of any feeder blocked in `write` (it returns False)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()

@@ -24,11 +24,17 @@ class Output(Protocol):
     """Where the mixed audio goes: calls `mixer.fill` for every block, from its own thread."""
 
     @property
-    def latency(self) -> float: ...
+    def latency(self) -> float:
+        """Seconds between `fill` and the sound leaving the speaker."""
+        ...
 
-    def start(self, mixer: Mixer) -> None: ...
+    def start(self, mixer: Mixer) -> None:
+        """Begin pulling blocks from `mixer`. Raises AudioError when the output cannot open."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop pulling and release the device; safe to call twice."""
+        ...
 
 
 def import_sounddevice() -> Any:
@@ -58,6 +64,7 @@ class SoundDeviceOutput:
 
     @property
     def latency(self) -> float:
+        """PortAudio's output latency in seconds (0 before `start`)."""
         stream = self._stream  # close() may run meanwhile
         return float(stream.latency) if stream is not None else 0.0
 
@@ -68,6 +75,8 @@ class SoundDeviceOutput:
             time.sleep(self._clock - now - 0.05)
 
     def start(self, mixer: Mixer) -> None:
+        """Open and start the stream. Raises AudioError naming the device (and how to list them)
+        when it cannot open, or naming the package when PortAudio is missing."""
         sd = import_sounddevice()
 
         def callback(outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
@@ -97,6 +106,7 @@ class SoundDeviceOutput:
             raise AudioError(f"cannot open audio output {name!r}: {exc}; list devices: python -m sounddevice") from exc
 
     def close(self) -> None:
+        """Close the stream; an error the callback swallowed (it plays silence instead) is logged now."""
         if self._stream is not None:
             self._stream.close()
             self._stream = None
@@ -123,6 +133,7 @@ class WavFileOutput:
     latency = 0.0
 
     def start(self, mixer: Mixer) -> None:
+        """Create the WAV file and start mixing into it."""
         self._file = sf.SoundFile(self.path, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16")
         self._thread = threading.Thread(target=self._run, args=(mixer, self._file), name="hml-wav-out", daemon=True)
         self._thread.start()
@@ -145,6 +156,7 @@ class WavFileOutput:
                 self.frames_written += n
 
     def close(self) -> None:
+        """Stop mixing and finish the WAV file."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

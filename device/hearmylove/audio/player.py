@@ -78,9 +78,11 @@ class Player:
         threading.Thread(target=self._feed, args=(gen, iter(chunks), skip), name="hml-feeder", daemon=True).start()
 
     def pause(self) -> bool:
+        """Fade out and hold the position; False if nothing was playing. Never waits on the source."""
         return self._mixer.pause()
 
     def resume(self) -> bool:
+        """Fade back in where it paused; False if nothing was paused."""
         return self._mixer.resume()
 
     def stop(self) -> None:
@@ -108,13 +110,17 @@ class Player:
 
     @property
     def is_playing(self) -> bool:
+        """A source is playing (not paused, not played out)."""
         return self._mixer.state is State.PLAYING
 
     @property
     def is_paused(self) -> bool:
+        """A source is paused."""
         return self._mixer.state is State.PAUSED
 
     def close(self) -> None:
+        """Stop, close the output and end the player's thread; safe to call twice. `play` after it
+        raises AudioError."""
         with self._lock:
             if self._closed:
                 return

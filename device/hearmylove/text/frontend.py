@@ -41,6 +41,7 @@ def detect_language(text: str) -> Language:
 
 
 def check_language(lang: str) -> str:
+    """`lang` itself if it is one of LANGUAGES ("en", "zh", "auto"); else raise LanguageError naming them."""
     if lang not in LANGUAGES:
         raise LanguageError(f"language {lang!r} is not supported; use one of {', '.join(LANGUAGES)}")
     return lang
@@ -64,6 +65,7 @@ class Frontend:
         self._mandarin: G2P | None = None
 
     def g2p(self, lang: Language) -> G2P:
+        """The phonemizer for "en" or "zh", built on first use (loading spaCy or jieba takes seconds)."""
         if self._english is None:
             self._english = english_g2p(self.english_backend)
         if lang == "en":
@@ -94,6 +96,7 @@ class Frontend:
         return cleaned, language
 
     def utterances(self, text: str, lang: str = "auto") -> Iterator[Utterance]:
+        """`prepare` then `phonemize`: raises TextError or LanguageError at once, then yields lazily."""
         return self.phonemize(*self.prepare(text, lang))
 
     def phonemize(self, cleaned: str, language: Language) -> Iterator[Utterance]:

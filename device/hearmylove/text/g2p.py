@@ -40,6 +40,8 @@ def _quiet_word_counts() -> None:
 
 
 class G2P(Protocol):
+    """A grapheme-to-phoneme back end: text in, Kokoro's phoneme symbols out."""
+
     def __call__(self, text: str) -> str:
         """Phonemes for one sentence or clause of normalized text."""
         ...
@@ -129,6 +131,7 @@ class Mandarin:
 
 
 def english_g2p(backend: EnglishBackend) -> G2P:
+    """The English back end by name: "misaki" (lexicon and tagger) or "espeak" (espeak-ng alone)."""
     if backend == "misaki":
         return MisakiEnglish()
     return EspeakEnglish()

@@ -21,6 +21,8 @@ _CLAUSE_END = re.compile(r"(?<=[,;:—，；：、])\s*")
 
 @dataclass(frozen=True)
 class Sentence:
+    """One sentence of a story; `paragraph_end` when a paragraph ends with it (a longer pause)."""
+
     text: str
     paragraph_end: bool
 
