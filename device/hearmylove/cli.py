@@ -1,4 +1,5 @@
-"""`hearmylove` command line: `say` speaks a story into a file (the daemon comes later)."""
+"""`hearmylove` command line: `run` the speaker daemon, `demo` the whole path on this machine,
+`say` a story into a file, list the stock `voices`, print the protocol's `schema`."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def _pack_voice(args: argparse.Namespace, config: EngineConfig) -> Voice | None:
 
 
 def cmd_say(args: argparse.Namespace) -> int:
+    """`say`: synthesize a story into a WAV, FLAC or Opus file."""
     from .engine.config import EngineConfig
     from .engine.engine import SAMPLE_RATE, Engine
 
@@ -110,6 +112,7 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 
 def cmd_voices(args: argparse.Namespace) -> int:
+    """`voices`: the stock voices and the default per language."""
     from .basemodel import VOICES_FILE
     from .engine.config import EngineConfig
     from .engine.engine import ensure_models
@@ -133,6 +136,7 @@ def _log_setup(verbose: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """`run`: the daemon, until SIGTERM or SIGINT (how systemd runs the speaker)."""
     from . import config as config_module
     from .daemon import Daemon
 
@@ -146,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """`demo`: a local broker, the daemon and a parent telling one story."""
     from .demo import run_demo
 
     text = _read_text(args)
@@ -153,6 +158,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    """`schema`: the protocol's JSON Schema on standard output."""
     import json
 
     from .protocol import json_schema
@@ -162,6 +168,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `hearmylove` command line and its subcommands."""
     parser = argparse.ArgumentParser(prog="hearmylove", description="Stories in a parent's voice.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (2 with a one-line message for a HearMyLoveError
+    or an OSError, 130 on Ctrl-C)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

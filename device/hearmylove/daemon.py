@@ -52,6 +52,15 @@ def sd_notify(message: str) -> None:
 
 
 class Daemon:
+    """The speaker: the controller with its library, engine, renderer, player, MQTT link and
+    buttons, built from the config.
+
+    `engine`, `output` (an audio `Output`) and `pin_factory` (gpiozero's) replace the real
+    ones, for tests and the demo. Building it loads the models and opens the sound card and
+    the pins; raises ModelError when the models are missing or damaged, AudioError when the
+    sound card cannot open. Nothing connects to the broker before `run`.
+    """
+
     def __init__(
         self,
         config: DaemonConfig,
@@ -156,6 +165,8 @@ class Daemon:
             return p.Reply.failure("internal", f"{incoming.name} failed: {exc}", p.sniff_id(incoming.payload))
 
     def run(self, stop: threading.Event) -> None:
+        """Connect and apply inputs in order until `stop` is set, telling systemd (if it started
+        the speaker) when it is ready and that it is alive; closes everything on the way out."""
         self.controller.announce()
         self.renderer.resume(self.library.stories)  # renders a restart or power cut left undone
         self.link.start()
@@ -193,7 +204,10 @@ class Daemon:
             log.exception("command %s could not be answered", incoming.name)
 
     def close(self) -> None:
-        # An install under way finishes and replies; a queued one is never acked, so it comes again.
+        """Release the link, the player, the renderer, the pins and the library.
+
+        An install under way finishes and replies; a queued one is never acked, so it comes again.
+        """
         self._packs.shutdown(wait=True, cancel_futures=True)
         self.link.stop()
         self.player.close()
