@@ -194,25 +194,19 @@ def long_story_peak(which: str, repeat: int) -> dict[str, float]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--paragraphs", type=int, default=3, help="paragraphs of the story timed per repeat")
-    parser.add_argument("--skip-long", action="store_true", help="skip the 10-minute memory runs")
-    parser.add_argument(
-        "--vocoder", choices=["int8", "qdq", "student"], help="for the whole-process say (default: as configured)"
-    )
-    parser.add_argument("--story-repeat", type=int, default=5, help="copies of the story in the long run (~2 min each)")
-    args = parser.parse_args()
-    text = "\n\n".join(STORY.read_text(encoding="utf-8").split("\n\n")[: args.paragraphs])
+Row = tuple[str, str, str, str]
+"""(measure, Hear My Love, Piper, ratio), as printed."""
 
-    rows: list[tuple[str, str, str, str]] = []
+
+def in_process_rows(text: str, repeats: int) -> list[Row]:
+    """Cost per audio second at 1 and 2 threads, and warm time to first audio, both engines in this process."""
+    rows: list[Row] = []
     for threads in (1, 2):
         engine = Engine.load(EngineConfig(threads=threads))
         piper = load_piper(threads)
         piper_rate = piper.config.sample_rate  # type: ignore[attr-defined]
-        ours = cost_per_audio_second(lambda e=engine: e.stream(text, lang="en"), SAMPLE_RATE, args.repeats)
-        theirs = cost_per_audio_second(lambda p=piper: piper_chunks(p, text), piper_rate, args.repeats)
+        ours = cost_per_audio_second(lambda e=engine: e.stream(text, lang="en"), SAMPLE_RATE, repeats)
+        theirs = cost_per_audio_second(lambda p=piper: piper_chunks(p, text), piper_rate, repeats)
         rows.append(
             (f"cost per audio second, {threads} thread(s)", f"{ours:.3f} s", f"{theirs:.3f} s", f"{ours / theirs:.2f}x")
         )
@@ -228,6 +222,47 @@ def main() -> None:
                 )
             )
         del engine, piper
+    return rows
+
+
+def long_story_rows(story_repeat: int) -> list[Row]:
+    """Peak memory and real-time factor of a story of minutes, per English G2P, against Piper."""
+    rows: list[Row] = []
+    piper_peak = long_story_peak("piper", story_repeat)
+    for backend in ("espeak", "misaki"):
+        peak = long_story_peak(backend, story_repeat)
+        rows.append(
+            (
+                f"peak RSS, {peak['audio_s'] / 60:.1f}-min story ({backend} G2P)",
+                f"{peak['peak_rss_mb']:.0f} MB",
+                f"{piper_peak['peak_rss_mb']:.0f} MB",
+                f"{peak['peak_rss_mb'] / piper_peak['peak_rss_mb']:.2f}x",
+            )
+        )
+        rows.append(
+            (
+                f"  same run: real-time factor ({backend})",
+                f"{peak['elapsed_s'] / peak['audio_s']:.3f}",
+                f"{piper_peak['elapsed_s'] / piper_peak['audio_s']:.3f}",
+                "",
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--paragraphs", type=int, default=3, help="paragraphs of the story timed per repeat")
+    parser.add_argument("--skip-long", action="store_true", help="skip the 10-minute memory runs")
+    parser.add_argument(
+        "--vocoder", choices=["int8", "qdq", "student"], help="for the whole-process say (default: as configured)"
+    )
+    parser.add_argument("--story-repeat", type=int, default=5, help="copies of the story in the long run (~2 min each)")
+    args = parser.parse_args()
+    text = "\n\n".join(STORY.read_text(encoding="utf-8").split("\n\n")[: args.paragraphs])
+
+    rows = in_process_rows(text, args.repeats)
     cold_ours, cold_theirs = cold_first_audio("engine", args.repeats), cold_first_audio("piper", args.repeats)
     rows.append(
         (
@@ -240,25 +275,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows += say_vs_piper(args.repeats, Path(tmp), args.vocoder)
     if not args.skip_long:
-        piper_peak = long_story_peak("piper", args.story_repeat)
-        for backend in ("espeak", "misaki"):
-            peak = long_story_peak(backend, args.story_repeat)
-            rows.append(
-                (
-                    f"peak RSS, {peak['audio_s'] / 60:.1f}-min story ({backend} G2P)",
-                    f"{peak['peak_rss_mb']:.0f} MB",
-                    f"{piper_peak['peak_rss_mb']:.0f} MB",
-                    f"{peak['peak_rss_mb'] / piper_peak['peak_rss_mb']:.2f}x",
-                )
-            )
-            rows.append(
-                (
-                    f"  same run: real-time factor ({backend})",
-                    f"{peak['elapsed_s'] / peak['audio_s']:.3f}",
-                    f"{piper_peak['elapsed_s'] / piper_peak['audio_s']:.3f}",
-                    "",
-                )
-            )
+        rows += long_story_rows(args.story_repeat)
 
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'Hear My Love':>14}  {'Piper joe-med':>14}  {'ratio':>7}")
