@@ -5,6 +5,7 @@ daemon as its own process (`Speaker`), as systemd starts it."""
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from hearmylove.broker import Account, LocalBroker
 from hearmylove.config import DaemonConfig
 from hearmylove.daemon import Daemon
 from hearmylove.engine.engine import Engine
-from hearmylove.remote import Remote
+from hearmylove.remote import Message, Remote
 
 
 @dataclass
@@ -101,6 +102,17 @@ class Speaker:
 
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.folder.glob("daemon-*.log")))
+
+
+def drained(remote: Remote) -> list[Message]:
+    """What the remote received and no wait_for took yet: once a reply is in, everything the
+    speaker published before it (it answers in order)."""
+    received = []
+    while True:
+        try:
+            received.append(remote.messages.get_nowait())
+        except queue.Empty:
+            return received
 
 
 def listening(port: int) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,10 +18,10 @@ import pytest
 from hearmylove.audio import read_alsa_raw
 from hearmylove.broker import Account, LocalBroker
 from hearmylove.errors import BrokerError
-from hearmylove.remote import Message, Remote
+from hearmylove.remote import Remote
 from voicelab.judge import transcribe, wer
 
-from .rigs import Speaker
+from .rigs import Speaker, drained
 
 DEVICE, PARENT = "kid-001", "mum"
 STORY = "Once upon a time, a little fox found a shiny red apple. He shared it with his friend the rabbit."
@@ -56,16 +55,6 @@ def parent(broker: LocalBroker) -> Remote:
 def online(remote: Remote) -> None:
     while remote.wait_for("availability", timeout=60, device_id=DEVICE).payload != "online":
         pass
-
-
-def drained(remote: Remote) -> list[Message]:
-    """What the remote received and no wait_for took yet (after a reply: everything published before it)."""
-    received = []
-    while True:
-        try:
-            received.append(remote.messages.get_nowait())
-        except queue.Empty:
-            return received
 
 
 def test_a_parent_sends_a_story_and_the_child_hears_it(broker: LocalBroker, speaker: Speaker) -> None:
