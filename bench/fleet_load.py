@@ -148,20 +148,22 @@ class SpeakerLoop:
         return on_command
 
     def _connect(self, index: int) -> None:
+        import paho.mqtt.client as mqtt
+
         from hearmylove.config import MqttConfig
         from hearmylove.mqtt import MqttLink
 
         device, password = self.devices[index]
         config = MqttConfig(host="127.0.0.1", port=self.port, ca_file=Path(self.ca), username=device, password=password)
         link = MqttLink(config, device, self._answer(index))
-        link._client.loop_start = lambda: None  # this loop drives it  # noqa: SLF001
+        setattr(link._client, "loop_start", lambda: mqtt.MQTT_ERR_SUCCESS)  # this loop drives it  # noqa: B010
         self.links.append(link)
         self.started[index] = time.monotonic()
         link.start()  # stores the daemon's CONNECT (connect_async)
         self._reconnect(index)
 
     def _reconnect(self, index: int) -> None:
-        client = self.links[index]._client  # noqa: SLF001
+        client = self.links[index]._client
         old = self.sockets.pop(index, None)
         if old is not None:
             with contextlib.suppress(KeyError, ValueError):
@@ -184,8 +186,8 @@ class SpeakerLoop:
             for key, _ in self.selector.select(timeout=0.02):
                 self._read(key.data)
             for link in self.links:
-                if link._client.want_write():  # noqa: SLF001
-                    link._client.loop_write()  # noqa: SLF001
+                if link._client.want_write():
+                    link._client.loop_write()
             now = time.monotonic()
             for index in [i for i in self.started if i not in self.connected_at]:
                 if self.links[index].connected.is_set():
@@ -195,7 +197,7 @@ class SpeakerLoop:
                 self._tick()
 
     def _read(self, index: int) -> None:
-        client = self.links[index]._client  # noqa: SLF001
+        client = self.links[index]._client
         client.loop_read(max_packets=10)
         sock = client.socket()
         while sock is not None and hasattr(sock, "pending") and sock.pending():
@@ -205,7 +207,7 @@ class SpeakerLoop:
     def _tick(self) -> None:
         """Keepalives, and a new connection for a link the broker dropped (counted)."""
         for index, link in enumerate(self.links):
-            client = link._client  # noqa: SLF001
+            client = link._client
             client.loop_misc()
             if client.socket() is None:
                 self.drops += 1
@@ -213,7 +215,7 @@ class SpeakerLoop:
 
 
 def run_speakers(
-    devices: list[tuple[str, str]], port: int, ca: str, rate: float, nodelay: bool, conn: Connection, timeout: float
+    devices: list[tuple[str, str]], port: int, ca: str, rate: float, nodelay: bool, timeout: float, conn: Connection
 ) -> None:
     logging.basicConfig(level=logging.ERROR)
     loop = SpeakerLoop(devices, port, ca, rate, nodelay)
@@ -238,7 +240,7 @@ def run_speakers(
 
 
 def run_parents(
-    families: list[tuple[str, str, list[str]]], port: int, ca: str, conn: Connection, reply_timeout: float
+    families: list[tuple[str, str, list[str]]], port: int, ca: str, reply_timeout: float, conn: Connection
 ) -> None:
     from hearmylove.remote import Remote
 
@@ -310,6 +312,92 @@ def _split(items: list[Any], parts: int) -> list[list[Any]]:
     return [items[i::parts] for i in range(parts) if items[i::parts]]
 
 
+class Children:
+    """The harness's worker processes, each with a pipe to it; all ended on the way out."""
+
+    def __init__(self) -> None:
+        self.ctx = mp.get_context("spawn")
+        self.processes: list[Any] = []
+
+    def start(self, target: Any, *args: Any) -> Connection:
+        ours, theirs = self.ctx.Pipe()
+        process = self.ctx.Process(target=target, args=(*args, theirs), daemon=True)
+        process.start()
+        self.processes.append(process)
+        return ours
+
+    def end(self) -> None:
+        for process in self.processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+
+
+def connect_speakers(
+    args: argparse.Namespace, children: Children, devices: list[tuple[str, str]], port: int, ca: str, broker: Mosquitto
+) -> tuple[list[Connection], dict[str, Any]]:
+    cpu, began = broker.cpu_seconds(), time.monotonic()
+    pipes = [
+        children.start(run_speakers, part, port, ca, args.rate / args.procs, args.tcp_nodelay, args.timeout)
+        for part in _split(devices, args.procs)
+    ]
+    connects = [pipe.recv() for pipe in pipes if pipe.poll(args.timeout + 60)]
+    wall = time.monotonic() - began
+    each = [s for c in connects for s in c["each"]]
+    connected = sum(c["connected"] for c in connects)
+    print(f"fleet: {connected}/{args.speakers} speakers connected in {wall:.1f} s", file=sys.stderr)
+    return pipes, {
+        "connected": connected,
+        "connect_all_seconds": round(wall, 1),
+        "connect_median_ms": round(1000 * statistics.median(each), 1) if each else None,
+        "connect_p99_ms": round(1000 * _percentile(each, 0.99), 1),
+        "broker_cpu_connect_s": round(broker.cpu_seconds() - cpu, 1),
+        "broker_rss_connected_mib": round(broker.rss() / 2**20, 1),
+    }
+
+
+def command_burst(
+    args: argparse.Namespace,
+    children: Children,
+    parents: list[tuple[str, str, list[str]]],
+    speaker_pipes: list[Connection],
+    port: int,
+    ca: str,
+    broker: Mosquitto,
+) -> dict[str, Any]:
+    """Every parent sends at once; then the speakers say what they received."""
+    pipes = [children.start(run_parents, part, port, ca, args.reply_timeout) for part in _split(parents, args.procs)]
+    for pipe in pipes:
+        if not pipe.poll(args.timeout) or pipe.recv() != "connected":
+            raise SystemExit("fleet: the parents did not all connect in time")
+    cpu, began = broker.cpu_seconds(), time.monotonic()
+    for pipe in pipes:
+        pipe.send("go")
+    sends = [pipe.recv() for pipe in pipes if pipe.poll(args.timeout)]
+    wall, cpu = time.monotonic() - began, broker.cpu_seconds() - cpu
+    for pipe in speaker_pipes:
+        pipe.send("report")
+    reports = [pipe.recv() for pipe in speaker_pipes if pipe.poll(60)]
+    received = {r for report in reports for r in report["received"]}
+    sent = [s for part in sends for s in part["sent"]]
+    rtts = [r for part in sends for r in part["rtts"]]
+    unanswered = {s for part in sends for s in part["lost"]}
+    never_received = {s for s in sent if s not in received}
+    return {
+        "commands": len(sent),
+        "commands_per_second": round(len(sent) / wall, 1),
+        "rtt_median_ms": round(1000 * statistics.median(rtts), 1) if rtts else None,
+        "rtt_p99_ms": round(1000 * _percentile(rtts, 0.99), 1),
+        "broker_cpu_commands_s": round(cpu, 1),
+        "broker_cpu_commands_percent": round(100 * cpu / wall, 1),
+        "broker_rss_peak_mib": round(broker.peak_rss / 2**20, 1),
+        "burst_lost": len(unanswered | never_received),
+        "unanswered": len(unanswered),
+        "never_received": len(never_received),
+        "speaker_drops": sum(report["drops"] for report in reports),
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = 2 * (args.speakers + args.parents) + 256
@@ -319,96 +407,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(args.dir or tempfile.mkdtemp(prefix="fleet-"))
     setup = time.monotonic()
     broker, passwords, families = make_broker(folder, args.speakers, args.parents)
-    registry = broker.load()
-    ca = str(folder / "tls" / "ca.crt")
-    print(
-        f"fleet: {args.speakers} speaker and {args.parents} parent accounts in {time.monotonic() - setup:.0f} s",
-        file=sys.stderr,
-    )
-    mosquitto = Mosquitto(broker, "set_tcp_nodelay true\n" if args.tcp_nodelay else "")
+    port, ca = broker.load().mqtt_port, str(folder / "tls" / "ca.crt")
+    accounts = args.speakers + args.parents
+    print(f"fleet: {accounts} accounts made in {time.monotonic() - setup:.0f} s", file=sys.stderr)
+    extra = "set_tcp_nodelay true\n" if args.tcp_nodelay else ""
+    if args.save_every:  # instead of after every change (docs/security.md): what durability costs at load
+        extra += f"autosave_on_changes false\nautosave_interval {args.save_every}\n"
+    mosquitto = Mosquitto(broker, extra)
     time.sleep(0.5)
-    ctx = mp.get_context("spawn")
+    children = Children()
     result: dict[str, Any] = {"speakers": args.speakers, "parents": args.parents}
-    speaker_pipes, processes = [], []
     try:
         devices = [(d, passwords[d]) for ds in families.values() for d in ds]
-        cpu0 = mosquitto.cpu_seconds()
-        began = time.monotonic()
-        for part in _split(devices, args.procs):
-            ours, theirs = ctx.Pipe()
-            p = ctx.Process(
-                target=run_speakers,
-                args=(part, registry.mqtt_port, ca, args.rate / args.procs, args.tcp_nodelay, theirs, args.timeout),
-            )
-            p.daemon = True
-            p.start()
-            speaker_pipes.append(ours)
-            processes.append(p)
-        connects = [pipe.recv() for pipe in speaker_pipes if pipe.poll(args.timeout + 60)]
-        connect_wall = time.monotonic() - began
-        connected = sum(c["connected"] for c in connects)
-        each = [s for c in connects for s in c["each"]]
-        result |= {
-            "connected": connected,
-            "connect_all_seconds": round(connect_wall, 1),
-            "connect_median_ms": round(1000 * statistics.median(each), 1) if each else None,
-            "connect_p99_ms": round(1000 * _percentile(each, 0.99), 1),
-            "broker_cpu_connect_s": round(mosquitto.cpu_seconds() - cpu0, 1),
-            "broker_rss_connected_mib": round(mosquitto.rss() / 2**20, 1),
-        }
-        print(f"fleet: {connected}/{args.speakers} speakers connected in {connect_wall:.1f} s", file=sys.stderr)
-
-        result |= probe(families, passwords, registry.mqtt_port, ca, args.probe, args.reply_timeout)
-        parent_items = [(p, passwords[p], ds) for p, ds in families.items()]
-        parent_pipes = []
-        for part in _split(parent_items, args.procs):
-            ours, theirs = ctx.Pipe()
-            p = ctx.Process(target=run_parents, args=(part, registry.mqtt_port, ca, theirs, args.reply_timeout))
-            p.daemon = True
-            p.start()
-            parent_pipes.append(ours)
-            processes.append(p)
-        for pipe in parent_pipes:
-            if not pipe.poll(args.timeout) or pipe.recv() != "connected":
-                raise SystemExit("fleet: the parents did not all connect in time")
-        cpu1, began = mosquitto.cpu_seconds(), time.monotonic()
-        for pipe in parent_pipes:
-            pipe.send("go")
-        sends = [pipe.recv() for pipe in parent_pipes if pipe.poll(args.timeout)]
-        command_wall = time.monotonic() - began
-        cpu_commands = mosquitto.cpu_seconds() - cpu1
-        for pipe in speaker_pipes:
-            pipe.send("report")
-        reports = [pipe.recv() for pipe in speaker_pipes if pipe.poll(60)]
-        received = {r for report in reports for r in report["received"]}
-        sent = [s for part in sends for s in part["sent"]]
-        rtts = [r for part in sends for r in part["rtts"]]
-        unanswered = {s for part in sends for s in part["lost"]}
-        never_received = {s for s in sent if s not in received}
-        result |= {
-            "commands": len(sent),
-            "commands_per_second": round(len(sent) / command_wall, 1),
-            "rtt_median_ms": round(1000 * statistics.median(rtts), 1) if rtts else None,
-            "rtt_p99_ms": round(1000 * _percentile(rtts, 0.99), 1),
-            "broker_cpu_commands_s": round(cpu_commands, 1),
-            "broker_cpu_commands_percent": round(100 * cpu_commands / command_wall, 1),
-            "broker_rss_peak_mib": round(mosquitto.peak_rss / 2**20, 1),
-            "lost": len(unanswered | never_received)
-            + args.speakers
-            - connected
-            + args.probe
-            - result["probe_answered"],
-            "unanswered": len(unanswered),
-            "speaker_drops": sum(report["drops"] for report in reports),
-            "never_received": len(never_received),
-        }
+        speaker_pipes, connecting = connect_speakers(args, children, devices, port, ca, mosquitto)
+        result |= connecting
+        result |= probe(families, passwords, port, ca, args.probe, args.reply_timeout)
+        parents = [(p, passwords[p], ds) for p, ds in families.items()]
+        result |= command_burst(args, children, parents, speaker_pipes, port, ca, mosquitto)
+        missing = args.speakers - result["connected"] + args.probe - result["probe_answered"]
+        result["lost"] = result["burst_lost"] + missing
         for pipe in speaker_pipes:
             pipe.send("stop")
     finally:
-        for p in processes:
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
+        children.end()
         mosquitto.stop()
         if not args.dir:
             shutil.rmtree(folder, ignore_errors=True)
@@ -447,6 +468,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="bound on each phase, seconds")
     parser.add_argument("--reply-timeout", type=float, default=60.0, help="a command unanswered this long is lost")
     parser.add_argument("--probe", type=int, default=100, help="pings one parent sends while the fleet is quiet")
+    parser.add_argument("--save-every", type=int, help="save the broker's database every N s (not what ships)")
     parser.add_argument("--tcp-nodelay", action="store_true", help="broker and speakers: TCP_NODELAY (not what ships)")
     parser.add_argument("--dir", help="keep the broker's folder here (default: a temporary one, removed)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
