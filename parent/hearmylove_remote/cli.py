@@ -173,6 +173,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
         passwords = broker.add_family(args.family, args.parent, args.device)
     elif args.broker_action == "new-password":
         passwords = {args.name: broker.new_password(args.name)}
+    elif args.broker_action == "add-studio":
+        passwords = {args.name: broker.add_studio(args.name)}
     else:
         kind = "parent" if args.broker_action == "add-parent" else "device"
         passwords = {args.name: broker.add_member(args.family, args.name, kind)}
@@ -180,7 +182,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
     print(f"{fresh} (shown once; give each to its person or speaker):")
     for name, password in passwords.items():
         print(f"  {name}\t{password}")
-    _show_pairings(broker, passwords, qr=not args.no_qr)
+    _show_pairings(broker, passwords, qr=not getattr(args, "no_qr", False))
     if args.broker_action == "new-password" and args.name not in broker.load().parents():
         print(f"put the new password in {args.name}'s /etc/hearmylove/config.toml (mqtt.password) and restart it")
     if broker.reload():
@@ -297,6 +299,8 @@ def _broker_commands(broker: argparse.ArgumentParser) -> None:
         member = bsub.add_parser(kind, help=f"add a {kind[4:]} to a family")
         member.add_argument("family")
         member.add_argument("name")
+    studio = bsub.add_parser("add-studio", help="an account for the studio service: voice packs to any speaker here")
+    studio.add_argument("name")
     renew = bsub.add_parser("new-password", help="a new password (revokes the old one and its pairing link)")
     renew.add_argument("name", help="the parent's or speaker's account")
     bsub.add_parser("show", help="the families")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from hearmylove.broker import Account, Listener, acl_text, mosquitto_conf, set_password
 from hearmylove.errors import BrokerError, ConfigError
+from hearmylove.protocol import TOPIC_ROOT
 from hearmylove.tls import make_tls
 
 from . import pairing
@@ -44,6 +45,8 @@ class Registry(BaseModel):
     app_url: str | None = None
     """Where parents open the web app (https, so phones can install it); None: https://<host>/."""
     families: dict[Name, Family] = Field(default_factory=dict)
+    studios: list[Name] = Field(default_factory=list)
+    """Studio accounts: may send any speaker here a voice pack (voice.install) and read the reply, nothing else."""
 
     @property
     def web_app(self) -> str:
@@ -56,6 +59,19 @@ class Registry(BaseModel):
 
     def parents(self) -> set[str]:
         return {p for family in self.families.values() for p in family.parents}
+
+
+def studio_acl(studios: list[str]) -> str:
+    """voice.install to any speaker, and the replies; no stories, no settings, no events."""
+    lines = []
+    for name in studios:
+        lines += [
+            f"user {name}",
+            f"topic write {TOPIC_ROOT}/+/cmd/voice.install",
+            f"topic read {TOPIC_ROOT}/+/reply/#",
+            "",
+        ]
+    return ("\n" + "\n".join(lines)) if lines else ""
 
 
 def _url_host(host: str) -> str:
@@ -117,7 +133,7 @@ class Broker:
             for family in registry.families.values()
             for parent in family.parents
         ]
-        (self.folder / "acl").write_text(acl_text(accounts))
+        (self.folder / "acl").write_text(acl_text(accounts) + studio_acl(registry.studios))
         persistence = registry.persistence or self.folder / "data"
         persistence.mkdir(parents=True, exist_ok=True)
         (self.folder / "mosquitto.conf").write_text(mosquitto_conf(self.folder, listeners, tls, persistence))
@@ -152,6 +168,7 @@ class Broker:
                 f"{name!r} is not a valid name: use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit"
             )
         taken = {n for f in registry.families.values() for n in (*f.parents, *f.devices)} | set(registry.families)
+        taken |= set(registry.studios)
         if name in taken:
             raise ConfigError(f"the name {name!r} is taken already")
 
@@ -179,11 +196,21 @@ class Broker:
         self.save(registry)
         return password
 
+    def add_studio(self, name: str) -> str:
+        """An account for the studio service's pushes: signed packs only, to whichever speaker a
+        pack names (the speaker checks the signature and that the pack's consent names it)."""
+        registry = self.load()
+        self._check_new(registry, name)
+        registry.studios.append(name)
+        password = self._add_account(name)
+        self.save(registry)
+        return password
+
     def new_password(self, name: str) -> str:
         """Give an account a new password: the old one (and every pairing link holding it) is
         refused from the broker's next reload on."""
         registry = self.load()
-        members = {n for f in registry.families.values() for n in (*f.parents, *f.devices)}
+        members = {n for f in registry.families.values() for n in (*f.parents, *f.devices)} | set(registry.studios)
         if name not in members:
             raise ConfigError(f"no account {name!r}; accounts: {', '.join(sorted(members)) or 'none yet'}")
         return self._add_account(name)
