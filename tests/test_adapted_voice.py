@@ -192,3 +192,31 @@ def test_fine_tuning_learns_the_recording_and_resumes_from_its_checkpoint(
     longer = settings.model_copy(update={"max_steps": 30})
     resumed = tune(again, [example], [example], 3600, tmp_path / "ckpt.pt", longer, messages.append)
     assert "vocoder adaptation: resuming at step 20" in messages and resumed.steps == 30
+
+
+def test_the_content_term_frees_a_voices_colour_and_holds_its_words() -> None:
+    from voicelab.adapt.tune import content
+
+    rng = np.random.default_rng(0)
+    t = np.arange(24_000) / 24_000
+    words = np.sin(2 * np.pi * (200 + 300 * (t > 0.5)) * t) * (0.2 + 0.8 * (t % 0.25 < 0.12))  # two "sounds"
+    speech = torch.from_numpy((words + 0.01 * rng.standard_normal(len(t))).astype(np.float32))
+    coloured = torch.from_numpy(np.convolve(speech.numpy(), [0.6, 0.3, 0.1], mode="same").astype(np.float32))
+    blurred = torch.from_numpy(np.convolve(speech.numpy(), np.ones(2400) / 2400, mode="same").astype(np.float32))
+    reordered = torch.roll(speech, 12_000)
+    colour, blur, order = (float(content(x[None], speech[None])) for x in (coloured, blurred, reordered))
+    assert colour < 0.2 * blur and colour < 0.2 * order
+
+
+def test_a_step_whisper_understands_less_never_ships(engine: Engine, model_dir: Path, tmp_path: Path) -> None:
+    (row,) = _utterances("p225", 1)
+    audio, rate = read_recording(EVALSET / row["path"])
+    vocoder = load_vocoder(model_dir)
+    example = prepare(vocoder, align(engine, audio, rate, row["transcript"], "en", engine.voice("jf_alpha")))
+    calls = iter([0.05, 0.10, 0.50, 0.60])  # the start, then checks at steps 5, 10, 15
+    settings = TuneSettings(rank=4, lr=5e-3, max_steps=15, eval_every=5, patience=5, guard=0.1)
+    tuned = tune(
+        vocoder, [example], [example], 3600, tmp_path / "c.pt", settings, lambda m: None, None, lambda h: next(calls)
+    )
+    assert tuned.best_step == 5 and tuned.error == 0.10 and tuned.error_start == 0.05
+    assert [row[3] for row in tuned.history] == [0.10, 0.50, 0.60]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -32,12 +33,14 @@ def pack(studio: Path, model_dir: Path) -> Path:
     recordings = sorted(studio.glob("*.wav"))[:5]
     result = run(
         "voicelab", "clone", *map(str, recordings), "--name", "mama", "--lang", "en", "--out", str(out),
-        "--max-evaluations", "11", "--key", str(studio / "studio.key"),
+        "--max-evaluations", "11", "--vocoder-minutes", "0.5", "--key", str(studio / "studio.key"),
         "--recorded-by", "Li Na (mother)", "--device-id", "kid-001",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    (studio / "clone.log").write_text(result.stderr)
     assert re.search(r"similarity to the recordings 0\.\d+ -> 0\.\d+", result.stdout)
     assert "speaker encoding:" in result.stderr and "adapting" in result.stderr  # progress is shown
+    assert re.search(r"vocoder adaptation: step \d+/\d+, training loss [\d.]+, held-out loss", result.stderr)
     return out
 
 
@@ -45,6 +48,8 @@ def test_clone_makes_a_signed_pack_with_consent(pack: Path, studio: Path) -> Non
     result = run("voicelab", "verify", str(pack), "--pub", str(studio / "studio.pub"))
     assert result.returncode == 0, result.stderr
     assert "recorded by Li Na (mother)" in result.stdout and "kid-001" in result.stdout
+    own_vocoder = "the parent's own vocoder: Whisper heard" in (studio / "clone.log").read_text()
+    assert own_vocoder == ("vocoder.npz" in tarfile.open(pack).getnames())  # kept only when Whisper understood it
     assert (studio / "mama.tar.clone.json").exists()
 
 

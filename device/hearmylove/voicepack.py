@@ -48,7 +48,7 @@ from .protocol import VOICE_ID_PATTERN
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 STYLE = "style.npy"

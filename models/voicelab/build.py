@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -143,7 +144,8 @@ def build_student(model_dir: Path, weights_dir: Path, progress: Progress) -> Pat
     tmp.replace(out)
     weights_file = out.with_suffix(".head.npz")
     with weights_file.open("wb") as f:
-        np.savez(f, **{name: value for name, (_, value) in weights.items()})
+        arrays: dict[str, Any] = {name: value for name, (_, value) in weights.items()}
+        np.savez(f, **arrays)
     fsync(weights_file)
     training = {k: manifest.get(k) for k in ("steps", "training_minutes", "data_minutes")}
     source = {

@@ -85,6 +85,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(
         f"recorded by {manifest.consent.recorded_by} at {manifest.consent.recorded_at} for {manifest.consent.device_id}"
     )
+    if manifest.vocoder is not None:
+        v = manifest.vocoder
+        print(
+            f"own vocoder: rank {v.rank}, {v.steps} steps on {v.speech_seconds:.0f} s of speech, "
+            f"for the student head {v.base_head_sha256[:16]}"
+        )
     return 0
 
 

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -29,6 +30,9 @@ from hearmylove.engine.voices import TIMBRE_DIMS, Voice
 from hearmylove.errors import ModelError
 
 from .build import extract_front
+
+if TYPE_CHECKING:
+    import torch
 
 HERE = Path(__file__).resolve().parent
 Progress = Callable[[str], None]
@@ -188,16 +192,16 @@ class Corpus:
         return torch.stack(feats), torch.stack(sources), torch.stack(timbres), torch.stack(audios)
 
 
-def losses(head: object, batch: tuple) -> dict:
+def losses(head: Any, batch: tuple) -> dict[str, Any]:
     """Multi-resolution STFT (spectral convergence + log magnitude), log mel, and a phase-aware term."""
     import torch
 
     from .student import frames_of
 
     features, source, timbre, audio = batch
-    spec = head.spectrum(features, source, timbre)  # type: ignore[attr-defined]
-    pred = head.waveform(spec)  # type: ignore[attr-defined]
-    out = {"sc": 0.0, "mag": 0.0}
+    spec = head.spectrum(features, source, timbre)
+    pred = head.waveform(spec)
+    out: dict[str, Any] = {"sc": 0.0, "mag": 0.0}
     for n_fft, hop in RESOLUTIONS:
         window = torch.hann_window(n_fft)
         p = torch.stft(pred, n_fft, hop, window=window, return_complex=True).abs()
@@ -217,7 +221,7 @@ def losses(head: object, batch: tuple) -> dict:
 
 
 @functools.cache
-def _mel_matrix(n_fft: int, n_mels: int) -> object:
+def _mel_matrix(n_fft: int, n_mels: int) -> torch.Tensor:
     """Triangular mel filters (HTK scale) over the STFT bins: the loss hears like a listener."""
     import torch
 

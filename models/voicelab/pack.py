@@ -14,6 +14,7 @@ import tarfile
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -113,7 +114,8 @@ def build_pack(
         if vocoder is not None:
             delta_path = Path(tmp) / adapted.DELTA_FILE
             with delta_path.open("wb") as f:
-                np.savez(f, **{name: value.astype(np.float16) for name, value in vocoder[1].items()})
+                arrays: dict[str, Any] = {name: value.astype(np.float16) for name, value in vocoder[1].items()}
+                np.savez(f, **arrays)
             adapted.read_delta(delta_path)
             payload[adapted.DELTA_FILE] = delta_path.read_bytes()
     manifest = PackManifest(

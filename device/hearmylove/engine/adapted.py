@@ -15,6 +15,7 @@ import hashlib
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,8 @@ def merge(base: Mapping[str, np.ndarray], delta: Mapping[str, np.ndarray]) -> di
 def write_merged(path: Path, merged: Mapping[str, np.ndarray]) -> str:
     """Save the merged head (float16) and return its sha256 (the voice's digest covers it)."""
     with path.open("wb") as out:
-        np.savez(out, **{name: value.astype(np.float16) for name, value in merged.items()})
+        arrays: dict[str, Any] = {name: value.astype(np.float16) for name, value in merged.items()}
+        np.savez(out, **arrays)
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -68,7 +68,7 @@ class RenderCache:
             log.info("removed %d unfinished renders from %s", removed, self.folder)
         return removed
 
-    def write(self, key: str, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    def write(self, key: str, chunks: Iterable[np.ndarray]) -> Generator[np.ndarray, None, None]:
         """Pass chunks through while writing them; the file appears only once all are written.
 
         A reader that stops early (the story was stopped) leaves no file behind.

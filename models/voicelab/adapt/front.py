@@ -80,6 +80,8 @@ class HarmonicSource(nn.Module):
     Written op for op like the export (downsample the per-sample phase increments, integrate,
     upsample the phase linearly) so that float rounding matches onnxruntime's."""
 
+    harmonics: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.linear = nn.Linear(HARMONICS, 1)

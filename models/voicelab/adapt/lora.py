@@ -11,6 +11,7 @@ The speaker merges the same way in numpy (`hearmylove.engine.adapted.merge`).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -41,18 +42,29 @@ def _low_rank(module: nn.Module) -> bool:
     return isinstance(module, LOW_RANK) and not (isinstance(module, nn.Conv1d) and module.groups > 1)
 
 
-def attach(head: StudentHead, rank: int = RANK, seed: int = 0) -> list[nn.Parameter]:
-    """Freeze the head, give each matrix a low-rank update, free its vectors; return what trains."""
+TIMBRE = ("style", "out", "norm")
+"""The head's parts that carry the voice rather than the words: each block's timbre-conditioned
+scale and shift (`blocks.N.style`), the final norm and the projection to the spectrum."""
+
+
+def _chosen(name: str, parts: str) -> bool:
+    return parts == "all" or name.rsplit(".", 1)[-1] in TIMBRE or any(f".{p}." in f".{name}." for p in TIMBRE)
+
+
+def attach(head: StudentHead, rank: int = RANK, seed: int = 0, parts: str = "all") -> list[nn.Parameter]:
+    """Freeze the head, give each matrix a low-rank update, free its vectors; return what trains.
+    `parts`: "all", or "timbre" (only `TIMBRE`: the words' path stays the shipped one)."""
     torch.manual_seed(seed)
     head.requires_grad_(False)
     trainable: list[nn.Parameter] = []
-    for module in head.modules():
-        if _low_rank(module):
-            parametrize.register_parametrization(module, "weight", LowRank(module.weight, rank))
-            low = module.parametrizations.weight[0]  # type: ignore[union-attr,index]
+    for name, module in head.named_modules():
+        if _low_rank(module) and _chosen(name, parts):
+            low = LowRank(module.weight.detach(), rank)
+            parametrize.register_parametrization(module, "weight", low)
             trainable += [low.a, low.b]
     for name, param in head.named_parameters():
-        if param.ndim == 1 or ".dwconv." in name:  # biases, gains, norms, depthwise taps
+        vector = param.ndim == 1 or ".dwconv." in name  # biases, gains, norms, depthwise taps
+        if vector and "parametrizations" not in name and _chosen(name.rsplit(".", 1)[0], parts):
             param.requires_grad_(True)
             trainable.append(param)
     return trainable
@@ -63,7 +75,7 @@ def delta(head: StudentHead) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name, module in head.named_modules():
         if parametrize.is_parametrized(module, "weight"):
-            low = module.parametrizations.weight[0]  # type: ignore[union-attr,index]
+            low = cast(LowRank, module.parametrizations.weight[0])  # type: ignore[union-attr,index]
             out[f"{name}.weight.lora_a"] = low.a.detach().numpy().copy()
             out[f"{name}.weight.lora_b"] = low.b.detach().numpy().copy()
     for name, param in head.named_parameters():

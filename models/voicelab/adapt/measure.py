@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from hearmylove.engine.config import EngineConfig
 from hearmylove.engine.engine import Engine, Features
@@ -49,7 +49,7 @@ class CopyReport(BaseModel):
     )
     offset_stock_ms: float = Field(description="the same for the stock rendering (stretched to the recording's length)")
 
-    model_config = {"populate_by_name": True}
+    model_config = ConfigDict(populate_by_name=True, validate_by_name=True)
 
 
 def timing_offset_ms(audio: np.ndarray, recording: np.ndarray) -> float:
@@ -78,7 +78,7 @@ def copy_report(
         voice=voice,
         seconds=aligned.report.seconds,
         stock=similarity(encoder.embed(stock, SAMPLE_RATE), reference),
-        copy=similarity(encoder.embed(copy, SAMPLE_RATE), reference),
+        copy_=similarity(encoder.embed(copy, SAMPLE_RATE), reference),
         ceiling=None if other is None else similarity(encoder.embed(other, SAMPLE_RATE), reference),
         f0_error_st=f0_error_st(copy, aligned.audio),
         offset_copy_ms=timing_offset_ms(copy, aligned.audio),

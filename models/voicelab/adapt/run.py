@@ -9,6 +9,7 @@ exactly as a speaker merges it and heard by Whisper before it may ship (`guard`)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,14 +17,15 @@ import numpy as np
 import torch
 
 from hearmylove.engine import adapted
-from hearmylove.engine.engine import Engine
+from hearmylove.engine.engine import Engine, Features
 from hearmylove.engine.vocoders import student_build
 from hearmylove.engine.voices import Voice
 from hearmylove.voicepack import AdaptedVocoder
 
-from ..judge import transcribe
+from ..clone import ADAPT_TEXTS
+from ..judge import cer_zh, transcribe, wer
 from .align import align, read_recording
-from .tune import HOP, Example, Progress, Tuned, TuneSettings, prepare, tune
+from .tune import HOP, Example, Progress, Tuned, TuneSettings, prepare, rehearse, tune
 from .vocoder import load_built_head, load_vocoder
 
 HELD_SHARE = 6  # one utterance in this many is held out for early stopping
@@ -45,8 +47,16 @@ def split(examples: list[Example]) -> tuple[list[Example], list[Example]]:
         return examples[:-held], examples[-held:]
     (e,) = examples
     cut = int(e.features.shape[1] * 0.8)
-    head = Example(e.features[:, :cut], e.source[: cut * HOP], e.timbre, e.target[: cut * HOP], e.seconds * 0.8)
-    tail = Example(e.features[:, cut:], e.source[cut * HOP :], e.timbre, e.target[cut * HOP :], e.seconds * 0.2)
+    anchor = e.anchor if e.anchor is not None else e.target
+
+    def part(lo: int, hi: int) -> Example:
+        share = (hi - lo) / e.features.shape[1]
+        samples = slice(lo * HOP, hi * HOP)
+        return Example(
+            e.features[:, lo:hi], e.source[samples], e.timbre, e.target[samples], e.seconds * share, anchor[samples]
+        )
+
+    head, tail = part(0, cut), part(cut, e.features.shape[1])
     return [head], [tail]
 
 
@@ -71,12 +81,18 @@ def adapt_vocoder(
         if not text:
             text = transcribe(audio, rate, lang)
             progress(f"Whisper heard {path.name}: {text!r}")
-        examples.append(prepare(vocoder, align(engine, audio, rate, text, lang, voice)))
+        examples.append(prepare(vocoder, align(engine, audio, rate, text, lang, voice), text))
         progress(f"aligned {i}/{len(recordings)} recordings to their text")
     train, held = split(examples)
     seconds = sum(e.seconds for e in examples)
-    progress(f"fine-tuning the vocoder on {sum(e.seconds for e in train):.0f} s, {len(held)} held out")
-    tuned = tune(vocoder, train, held, budget_seconds, work_dir / "vocoder.pt", settings, progress)
+    rehearsal = [rehearse(vocoder, f) for f in _rehearsal_features(engine, voice, lang)]
+    progress(
+        f"fine-tuning the vocoder on {sum(e.seconds for e in train):.0f} s, {len(held)} held out, "
+        f"{sum(e.seconds for e in rehearsal):.0f} s of its own speech rehearsed"
+    )
+    guard = [rehearse(vocoder, f, text) for f, text in _guard_features(engine, voice, lang)]
+    judge = _judge([*guard, *(e for e in held if e.text)], lang)
+    tuned = tune(vocoder, train, held, budget_seconds, work_dir / "vocoder.pt", settings, progress, rehearsal, judge)
     progress(
         f"vocoder adaptation stopped ({tuned.stopped}) after {tuned.steps} steps; held-out loss "
         f"{tuned.held_out_start:.3f} -> {tuned.held_out_best:.3f} (step {tuned.best_step})"
@@ -84,6 +100,45 @@ def adapt_vocoder(
     rank = (settings or TuneSettings()).rank
     manifest = AdaptedVocoder(base_head_sha256=base_sha, rank=rank, steps=tuned.best_step, speech_seconds=seconds)
     return ParentVocoder(manifest, tuned.delta, tuned)
+
+
+def _judge(held: list[Example], lang: str) -> Callable[[torch.nn.Module], float]:
+    """Whisper's error rate on what the head makes of `held`: the guard's sentences as the
+    synthesizer says them in the clone's voice, and copies of the held-out recordings."""
+
+    def error(head: torch.nn.Module) -> float:
+        head.eval()
+        rates = []
+        with torch.no_grad():
+            for e in held:
+                audio = head(e.features[None], e.source[None], e.timbre[None])[0].numpy()
+                heard = transcribe(audio, 24_000, lang)
+                rates.append(wer(e.text, heard) if lang == "en" else cer_zh(e.text, heard))
+        return float(np.mean(rates))
+
+    return error
+
+
+GUARD_SENTENCES = 2
+"""The last sentences of the studio's list are never rehearsed: the guard hears the voice say them."""
+
+
+def _guard_features(engine: Engine, voice: Voice, lang: str) -> list[tuple[Features, str]]:
+    """The guard's sentences in the clone's voice, as the synthesizer makes them (one utterance each)."""
+    pairs = []
+    for text in ADAPT_TEXTS[lang][-GUARD_SENTENCES:]:
+        (utterance,) = engine.frontend.utterances(text, lang)
+        pairs.append((engine.features(utterance.phonemes, voice), text))
+    return pairs
+
+
+def _rehearsal_features(engine: Engine, voice: Voice, lang: str) -> list[Features]:
+    """The clone's voice saying the studio's sentences in both languages (never the guard's or the check texts)."""
+    other = "zh" if lang == "en" else "en"
+    texts = [(t, lang) for t in ADAPT_TEXTS[lang][:-GUARD_SENTENCES]]
+    texts += [(t, other) for t in ADAPT_TEXTS[other][:4]]
+    utterances = [u for text, language in texts for u in engine.frontend.utterances(text, language)]
+    return [engine.features(u.phonemes, voice) for u in utterances]
 
 
 def merged_voice(engine: Engine, voice: Voice, delta: dict[str, np.ndarray], work_dir: Path) -> Voice:

@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="enrollment: first utterances up to this")
     parser.add_argument("--minutes", type=float, default=6.0, help="fine-tuning budget")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parts", choices=["all", "timbre"], default="all", help="what trains")
+    parser.add_argument("--rehearsal", type=float, default=1.0, help="weight of the base head's own speech")
     parser.add_argument("--work", default="/tmp/voicelab-trial", help="checkpoint folder (resumes)")
     parser.add_argument("--out", help="JSON file for the figures")
     args = parser.parse_args(argv)
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         voice,
         args.minutes * 60,
         work,
-        TuneSettings(),
+        TuneSettings(parts=args.parts, rehearsal=args.rehearsal),
         args.threads,
     )
     adapted = merged_voice(engine, voice, parent.delta, work)
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         "minutes": parent.tuned.seconds / 60,
         "stock_voice": stock.id,
         "same_level": same,
+        "parts": args.parts,
+        "rehearsal": args.rehearsal,
         "delta_kb": sum(v.astype("float16").nbytes for v in parent.delta.values()) / 1024,
     }
     for name, chosen in (("stock", voice), ("adapted", adapted)):
@@ -105,9 +109,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{name:8s} similarity {scores.similarity:.3f} normalized {scores.normalized:.2f}, "
             f"{'WER' if lang == 'en' else 'CER'} {scores.error_rate:.1%}, DNSMOS {scores.dnsmos_clone:.2f}"
         )
-    error, heard = intelligibility(engine, adapted.styles, other, adapted)
-    result[f"other_language_{other}"] = {"error": error, "heard": heard, "text": CHECK_TEXTS[other]}
-    print(f"adapted voice in {other}: error {error:.1%}, Whisper heard {heard!r}")
+    for name, chosen in (("stock", voice), ("adapted", adapted)):
+        error, heard = intelligibility(engine, chosen.styles, other, chosen)
+        result[f"{name}_in_{other}"] = {"error": error, "heard": heard, "text": CHECK_TEXTS[other]}
+        print(f"{name} voice in {other}: error {error:.1%}, Whisper heard {heard!r}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
 
