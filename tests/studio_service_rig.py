@@ -87,6 +87,7 @@ def studio_env(redis_port: int, folder: Path, key: Path, **more: str) -> dict[st
         "HML_STUDIO_LEASE_SECONDS": "4",
         "HML_STUDIO_VISIBILITY_TIMEOUT": "10",
         "HML_STUDIO_RESTORE_INTERVAL": "2",
+        "HML_STUDIO_VOCODER_MINUTES": "0",  # the kill-and-resume test is about the queue; the CLI test adapts
         **{f"HML_STUDIO_{k.upper()}": v for k, v in more.items()},
     }
 

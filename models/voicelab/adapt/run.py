@@ -90,8 +90,8 @@ def adapt_vocoder(
         f"fine-tuning the vocoder on {sum(e.seconds for e in train):.0f} s, {len(held)} held out, "
         f"{sum(e.seconds for e in rehearsal):.0f} s of its own speech rehearsed"
     )
-    guard = [rehearse(vocoder, f, text) for f, text in _guard_features(engine, voice, lang)]
-    judge = _judge([*guard, *(e for e in held if e.text)], lang)
+    guard = [(rehearse(vocoder, f, text), language) for f, text, language in _guard_features(engine, voice, lang)]
+    judge = _judge([*guard, *((e, lang) for e in held if e.text)])
     tuned = tune(vocoder, train, held, budget_seconds, work_dir / "vocoder.pt", settings, progress, rehearsal, judge)
     progress(
         f"vocoder adaptation stopped ({tuned.stopped}) after {tuned.steps} steps; held-out loss "
@@ -102,15 +102,15 @@ def adapt_vocoder(
     return ParentVocoder(manifest, tuned.delta, tuned)
 
 
-def _judge(held: list[Example], lang: str) -> Callable[[torch.nn.Module], float]:
-    """Whisper's error rate on what the head makes of `held`: the guard's sentences as the
-    synthesizer says them in the clone's voice, and copies of the held-out recordings."""
+def _judge(held: list[tuple[Example, str]]) -> Callable[[torch.nn.Module], float]:
+    """Whisper's error rate on what the head makes of `held` (example, language): the guard's
+    sentences as the synthesizer says them in the clone's voice, and copies of the held-out recordings."""
 
     def error(head: torch.nn.Module) -> float:
         head.eval()
         rates = []
         with torch.no_grad():
-            for e in held:
+            for e, lang in held:
                 audio = head(e.features[None], e.source[None], e.timbre[None])[0].numpy()
                 heard = transcribe(audio, 24_000, lang)
                 rates.append(wer(e.text, heard) if lang == "en" else cer_zh(e.text, heard))
@@ -120,23 +120,26 @@ def _judge(held: list[Example], lang: str) -> Callable[[torch.nn.Module], float]
 
 
 GUARD_SENTENCES = 2
-"""The last sentences of the studio's list are never rehearsed: the guard hears the voice say them."""
+"""The last sentences of each language's list are never rehearsed: the guard hears the voice say
+them, two in the parent's language and one in the other (a Mandarin parent tells English stories)."""
 
 
-def _guard_features(engine: Engine, voice: Voice, lang: str) -> list[tuple[Features, str]]:
+def _guard_features(engine: Engine, voice: Voice, lang: str) -> list[tuple[Features, str, str]]:
     """The guard's sentences in the clone's voice, as the synthesizer makes them (one utterance each)."""
-    pairs = []
-    for text in ADAPT_TEXTS[lang][-GUARD_SENTENCES:]:
-        (utterance,) = engine.frontend.utterances(text, lang)
-        pairs.append((engine.features(utterance.phonemes, voice), text))
-    return pairs
+    other = "zh" if lang == "en" else "en"
+    texts = [(t, lang) for t in ADAPT_TEXTS[lang][-GUARD_SENTENCES:]] + [(ADAPT_TEXTS[other][-1], other)]
+    triples = []
+    for text, language in texts:
+        (utterance,) = engine.frontend.utterances(text, language)
+        triples.append((engine.features(utterance.phonemes, voice), text, language))
+    return triples
 
 
 def _rehearsal_features(engine: Engine, voice: Voice, lang: str) -> list[Features]:
     """The clone's voice saying the studio's sentences in both languages (never the guard's or the check texts)."""
     other = "zh" if lang == "en" else "en"
     texts = [(t, lang) for t in ADAPT_TEXTS[lang][:-GUARD_SENTENCES]]
-    texts += [(t, other) for t in ADAPT_TEXTS[other][:4]]
+    texts += [(t, other) for t in ADAPT_TEXTS[other][:-GUARD_SENTENCES]]
     utterances = [u for text, language in texts for u in engine.frontend.utterances(text, language)]
     return [engine.features(u.phonemes, voice) for u in utterances]
 

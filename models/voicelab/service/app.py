@@ -56,7 +56,11 @@ def create_app() -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         html = files("voicelab.service").joinpath("page.html").read_text(encoding="utf-8")
-        return html.replace("{{STATEMENT}}", DEFAULT_STATEMENT).replace("{{BUDGET}}", f"{settings.budget_minutes:g}")
+        return (
+            html.replace("{{STATEMENT}}", DEFAULT_STATEMENT)
+            .replace("{{BUDGET}}", f"{settings.budget_minutes:g}")
+            .replace("{{VOCODER}}", f"{settings.vocoder_minutes:g}")
+        )
 
     @app.post("/jobs", status_code=202)
     def submit(
@@ -70,6 +74,7 @@ def create_app() -> FastAPI:
         statement: Annotated[str, Form()] = DEFAULT_STATEMENT,
         recorded_at: Annotated[str | None, Form()] = None,
         budget_minutes: Annotated[float | None, Form()] = None,
+        vocoder_minutes: Annotated[float | None, Form()] = None,
         request_id: Annotated[str | None, Form()] = None,
         transcripts: Annotated[list[str] | None, Form()] = None,
     ) -> Submitted:
@@ -83,6 +88,7 @@ def create_app() -> FastAPI:
             "statement": statement,
             "consent": consent,
             "budget_minutes": budget_minutes or settings.budget_minutes,
+            "vocoder_minutes": settings.vocoder_minutes if vocoder_minutes is None else vocoder_minutes,
             "request_id": request_id or None,
         }
         uploaded = [(f.filename or "recording", f.file.read()) for f in recordings]

@@ -21,6 +21,8 @@ class StudioSettings(BaseSettings):
     """The studio's ed25519 signing key (voicelab keygen)."""
     budget_minutes: float = Field(8.0, gt=0, le=120)
     """Default adaptation budget of a clone; a request may ask for less or more, up to max_budget_minutes."""
+    vocoder_minutes: float = Field(7.0, ge=0, le=120)
+    """Default time for the parent's own vocoder (docs/adaptation.md); 0: packs keep the speaker's vocoder."""
     max_budget_minutes: float = Field(30.0, gt=0, le=240)
     lease_seconds: float = Field(60.0, ge=2)
     """A worker holds a job for this long and renews it every third of it; a dead worker's job is free after it."""

@@ -49,6 +49,8 @@ class CloneRequest(BaseModel):
     consent: bool
     """The technician confirms the parent agreed (the signed form is on file)."""
     budget_minutes: float = Field(gt=0)
+    vocoder_minutes: float = Field(0.0, ge=0)
+    """Time for fine-tuning the parent's own vocoder after the style search (0: none)."""
     request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:\-]{8,128}$")
     """The same request sent twice (a double click, a retry after a lost answer) is one job."""
 
@@ -72,8 +74,11 @@ def parse_request(fields: Mapping[str, object], max_budget: float) -> CloneReque
             "no consent: a voice is cloned only when the parent agreed to the statement; "
             "tick 'the parent agreed' once the signed consent is on file"
         )
-    if request.budget_minutes > max_budget:
-        raise UploadError(f"budget_minutes {request.budget_minutes:g} is above this studio's limit of {max_budget:g}")
+    if request.budget_minutes + request.vocoder_minutes > max_budget:
+        raise UploadError(
+            f"budget_minutes + vocoder_minutes = {request.budget_minutes + request.vocoder_minutes:g} is above "
+            f"this studio's limit of {max_budget:g}"
+        )
     return request
 
 
@@ -131,6 +136,7 @@ def write_job(folder: Path, staged: list[Path], request: CloneRequest, job_folde
         "display_name": request.display_name,
         "lang": request.lang,
         "budget_minutes": request.budget_minutes,
+        "vocoder_minutes": request.vocoder_minutes,
         "consent": json.loads(request.consent_record().model_dump_json()),
     }
     tmp = job_folder / "job.json.partial"

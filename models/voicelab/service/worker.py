@@ -150,5 +150,6 @@ def _clone(store: JobStore, job_id: str, beat: _Heartbeat) -> None:
         key=settings.key,
         out=pack_path(job_id),
         budget_minutes=spec["budget_minutes"],
+        vocoder_minutes=spec.get("vocoder_minutes", 0.0),
         progress=progress,
     )
