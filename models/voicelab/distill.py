@@ -318,7 +318,7 @@ class _Run:
         if self.adversarial:  # the critic exists only from its phase on
             payload["critic"] = self.critic.state_dict()
             payload["critic_optimizer"] = self.critic_optimizer.state_dict()
-        _save(self.checkpoint, payload)
+        save_checkpoint(self.checkpoint, payload)
 
 
 def train(
@@ -400,7 +400,8 @@ def train(
     return state
 
 
-def _save(path: Path, payload: dict) -> None:
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """torch.save under a temporary name, flushed, then renamed: a power cut leaves the last one."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,10 +21,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from hearmylove.durable import fsync
 from hearmylove.engine.engine import Features
 
-from ..distill import _mel_matrix, losses
+from ..distill import _mel_matrix, losses, save_checkpoint
 from . import lora
 from .align import Aligned
 from .vocoder import StudentVocoder
@@ -69,32 +68,32 @@ class Example:
     text: str = ""  # what the recording says (for the intelligibility guard)
 
 
+def _base(vocoder: StudentVocoder, f: Features) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The frozen front's output (run once per example) and what the untuned head makes of it."""
+    with torch.no_grad():
+        feats, source = vocoder.front(
+            *(torch.from_numpy(np.ascontiguousarray(a)) for a in (f.asr, f.f0, f.energy, f.timbre))
+        )
+        audio = vocoder.head(feats, source, torch.from_numpy(f.timbre))[0]
+    return feats[0], source.reshape(-1), audio
+
+
 def rehearse(vocoder: StudentVocoder, features: Features, text: str = "") -> Example:
     """The synthesizer's own features and what the base head (before any tuning) makes of them:
     mixed into training so the parent's timbre is learned without unlearning clear speech."""
-    with torch.no_grad():
-        feats, source = vocoder.front(
-            *(torch.from_numpy(np.ascontiguousarray(a)) for a in (features.asr, features.f0, features.energy)),
-            torch.from_numpy(features.timbre),
-        )
-        audio = vocoder.head(feats, source, torch.from_numpy(features.timbre))[0]
+    feats, source, audio = _base(vocoder, features)
     timbre = torch.from_numpy(features.timbre[0])
-    return Example(feats[0], source.reshape(-1), timbre, audio, len(audio) / 24_000, None, text)
+    return Example(feats, source, timbre, audio, len(audio) / 24_000, None, text)
 
 
 def prepare(vocoder: StudentVocoder, aligned: Aligned, text: str = "") -> Example:
     """Run the frozen front once; the target is the recording at the copy's RMS (the loss compares spectra)."""
     f = aligned.features
-    with torch.no_grad():
-        feats, source = vocoder.front(
-            *(torch.from_numpy(np.ascontiguousarray(a)) for a in (f.asr, f.f0, f.energy, f.timbre))
-        )
-        copy = vocoder.head(feats, source, torch.from_numpy(f.timbre))[0].numpy()
-    gain = np.sqrt((copy**2).mean()) / max(float(np.sqrt((aligned.audio**2).mean())), 1e-6)
+    feats, source, copy = _base(vocoder, f)
+    gain = float(copy.pow(2).mean().sqrt()) / max(float(np.sqrt((aligned.audio**2).mean())), 1e-6)
     target = torch.from_numpy((aligned.audio * gain).astype(np.float32))
-    timbre = torch.from_numpy(f.timbre[0])
     seconds = len(aligned.audio) / 24_000
-    return Example(feats[0], source.reshape(-1), timbre, target, seconds, torch.from_numpy(copy), text)
+    return Example(feats, source, torch.from_numpy(f.timbre[0]), target, seconds, copy, text)
 
 
 def batch(examples: list[Example], size: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
@@ -234,7 +233,7 @@ def tune(
             if held_loss < state["best_loss"] and error <= state["error_start"] + settings.guard:
                 state.update(best=lora.delta(head), best_step=state["step"], best_loss=held_loss, error=error)
             state["seconds"] = time.monotonic() - began
-            _save(
+            save_checkpoint(
                 checkpoint,
                 {
                     "digest": digest,
@@ -271,11 +270,3 @@ def _out_of_time(state: dict, began: float, budget_seconds: float) -> bool:
     """The next step would end past the budget: check and keep what this one learned first."""
     elapsed = time.monotonic() - began
     return elapsed + elapsed / max(state["step"], 1) > budget_seconds
-
-
-def _save(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(payload, tmp)
-    fsync(tmp)
-    tmp.replace(path)
